@@ -1,0 +1,50 @@
+"""Shared fixtures: real database servers (skipped with a reason where none runs) and temp data."""
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+# Override with EMAILROUTER_TEST_MYSQL_URL / EMAILROUTER_TEST_POSTGRES_URL to point at other servers.
+MYSQL_URL = os.environ.get("EMAILROUTER_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+POSTGRES_URL = os.environ.get("EMAILROUTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _server(url: str, what: str):
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    try:
+        with engine.connect() as c:
+            c.execute(sa.text("select 1"))
+    except Exception as e:  # no server on this machine: skip, saying what is needed
+        engine.dispose()
+        pytest.skip(f"needs {what} at {engine.url.render_as_string(hide_password=True)} "
+                    f"(set EMAILROUTER_TEST_{what.split()[0].upper()}_URL to use another): {type(e).__name__}")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def mysql_engine():
+    engine = _server(MYSQL_URL, "MySQL server (MariaDB)")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine():
+    engine = _server(POSTGRES_URL, "Postgres server")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def table_name():
+    return f"er_test_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_settings(monkeypatch, tmp_path):
+    "Tests see default settings, whatever the developer's shell or .env says."
+    for k in list(os.environ):
+        if k.startswith("EMAILROUTER_") and not k.startswith("EMAILROUTER_TEST_"):
+            monkeypatch.delenv(k)
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,46 @@
+"""The console script as a user runs it: real processes, exit codes, no tracebacks."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+EXE = [sys.executable, "-m", "emailrouter.cli"] if not Path(sys.executable).with_name("emailrouter").exists() \
+    else [str(Path(sys.executable).with_name("emailrouter"))]
+
+
+def run(*args, env=None):
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_demo_data_then_data(tmp_path):
+    r = run("demo-data", "--n", "800", "--out", str(tmp_path / "demo.parquet"))
+    assert r.returncode == 0, r.stderr
+    assert "wrote 800 mails in 11 queues" in r.stdout
+    df = pd.read_parquet(tmp_path / "demo.parquet")
+    assert len(df) == 800 and {"subject", "body", "queue", "received_at", "message", "pii"} <= set(df.columns)
+    r = run("data", str(tmp_path / "demo.parquet"), "--out", str(tmp_path / "splits"))
+    assert r.returncode == 0, r.stderr
+    assert "time split" in r.stdout and "exact duplicate" in r.stdout and "total" in r.stdout
+    test = pd.read_parquet(tmp_path / "splits" / "test.parquet")
+    assert not test.text.str.contains(r"\w@\w").any()
+
+
+def test_bad_input_gives_one_line_not_a_traceback(tmp_path):
+    r = run("data", str(tmp_path / "missing.csv"))
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    r = run("data", "demo:100", env={"EMAILROUTER_SPLIT": "sideways"})
+    assert r.returncode == 2 and "EMAILROUTER_SPLIT" in r.stderr and "Traceback" not in r.stderr
+    r = run("demo-data", "--out", str(tmp_path / "x.xlsx"), "--n", "10")
+    assert r.returncode == 2 and "use .parquet, .csv or .jsonl" in r.stderr
+
+
+def test_sql_password_never_printed(tmp_path):
+    r = run("data", "mysql+pymysql://root:top-secret-pw@127.0.0.1:1/test", "--query", "mails")
+    assert r.returncode == 2 and "top-secret-pw" not in r.stderr + r.stdout and "root:***@" in r.stderr
+
+
+def test_unknown_setting_warns_with_suggestion(tmp_path):
+    r = run("demo-data", "--n", "20", "--out", str(tmp_path / "d.csv"), env={"EMAILROUTER_MAX_LENGHT": "64"})
+    assert r.returncode == 0 and "EMAILROUTER_MAX_LENGHT" in r.stderr and "EMAILROUTER_MAX_LENGTH" in r.stderr
