@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: install demo test check nbtest pytest readme notebooks clean
+.PHONY: install demo bench test check nbtest pytest readme notebooks clean
 
 install: $(VENV)/.installed
 
@@ -16,9 +16,11 @@ $(VENV)/.installed: settings.ini setup.py
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-demo: install   ## the main job on built-in defaults: write the Danish demo corpus, then load, validate, clean and split it
-	$(BIN)/emailrouter demo-data --n 5000 --out demo.parquet
-	$(BIN)/emailrouter data demo.parquet
+demo: install   ## the main job on built-in defaults: fine-tune the offline model on the Danish demo corpus, track and register it
+	$(BIN)/emailrouter train --demo
+
+bench: install   ## the BANKING77 real-data benchmark (about 15 minutes on 2 cores)
+	$(BIN)/python bench/banking77.py
 
 test: install check nbtest pytest   ## everything CI runs
 

@@ -48,3 +48,9 @@ def _no_stray_settings(monkeypatch, tmp_path):
         if k.startswith("EMAILROUTER_") and not k.startswith("EMAILROUTER_TEST_"):
             monkeypatch.delenv(k)
     monkeypatch.chdir(tmp_path)
+
+
+def pytest_configure(config):
+    # schemathesis passes cookies per request, which Starlette's TestClient deprecates; not our code
+    config.addinivalue_line("filterwarnings", "ignore:Setting per-request cookies:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:Use 'content=<...>':DeprecationWarning")

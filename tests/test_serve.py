@@ -1,0 +1,233 @@
+"""The routing API against a tiny real model: every endpoint, every bad input, auth, reload, fuzzing."""
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from emailrouter.core import load_settings
+from emailrouter.serve import create_app
+
+KEY = {"X-API-Key": "s3cret-key"}
+MAIL = {"id": "a-1", "subject": "Flytning", "body": "Hej, jeg flytter den 1. maj til Vestergade 3, 8000 Aarhus C og vil tage mit bredbånd med."}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    "A tiny ConvBERT trained for a few steps on the demo corpus (seconds), saved as a model folder."
+    from transformers import AutoTokenizer, ConvBertConfig, ConvBertModel
+    from emailrouter.core import offline_base_model
+    from emailrouter.data import load_emails
+    from emailrouter.train import BertParams, train
+    root = tmp_path_factory.mktemp("tiny")
+    tok = AutoTokenizer.from_pretrained(offline_base_model())
+    cfg = ConvBertConfig(vocab_size=tok.vocab_size, hidden_size=32, embedding_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64)
+    ConvBertModel(cfg).save_pretrained(root / "base"); tok.save_pretrained(root / "base")
+    s = load_settings(min_examples_per_label=5, output_dir=root / "runs")
+    data = load_emails("demo:400", settings=s)
+    res = train(data, BertParams.from_data(data, s, max_length=64, batch_size=16), settings=s,
+                base_model=str(root / "base"), output_dir=root / "model", max_steps=3)
+    return res, data, s
+
+
+def client_for(model_dir, **kw):
+    return TestClient(create_app(load_settings(model_uri=str(model_dir), **kw)))
+
+
+@pytest.fixture
+def client(tiny_model):
+    with client_for(tiny_model[0].model_dir, confidence_threshold=0.0) as c:
+        yield c
+
+
+def test_predict_contract(client, tiny_model):
+    r = client.post("/predict", json=MAIL)
+    assert r.status_code == 200 and r.headers["x-request-id"]
+    p = r.json()
+    assert set(p) == {"id", "queue", "score", "top_k", "route", "model", "latency_ms"}
+    assert p["id"] == "a-1" and p["queue"] in tiny_model[1].unique_tags and 0 <= p["score"] <= 1
+    assert [q["queue"] for q in p["top_k"]][0] == p["queue"] and len(p["top_k"]) == 3
+    assert p["top_k"][0]["score"] >= p["top_k"][1]["score"] >= p["top_k"][2]["score"]
+    assert p["route"] == p["queue"]  # threshold 0: always confident
+    assert p["model"]["name"] == "model" and p["latency_ms"] >= 0
+
+
+def test_same_answer_as_the_router(client, tiny_model):
+    from emailrouter.router import EmailRouter
+    want = EmailRouter(tiny_model[0].model_dir).route([MAIL])[0]
+    got = client.post("/predict", json=MAIL).json()
+    assert got["queue"] == want["queue"] and abs(got["score"] - want["score"]) < 1e-5
+
+
+def test_threshold_routes_to_manual_review(tiny_model):
+    with client_for(tiny_model[0].model_dir, confidence_threshold=1.0, review_queue="til_manuel") as c:
+        p = c.post("/predict", json=MAIL).json()
+        assert p["route"] == "til_manuel" and p["queue"] != "til_manuel"
+        metrics = c.get("/metrics").text
+        assert "emailrouter_manual_review_share 1.0" in metrics and "emailrouter_manual_review_total 1.0" in metrics
+
+
+def test_batch_in_order(client):
+    mails = [{"id": str(i), "body": b} for i, b in enumerate(["Min regning er for høj", "Tv-boksen virker ikke", "Jeg vil opsige", "Router blinker rødt"])]
+    r = client.post("/predict/batch", json={"emails": mails})
+    assert r.status_code == 200
+    assert [p["id"] for p in r.json()["predictions"]] == ["0", "1", "2", "3"]
+    single = [client.post("/predict", json=m).json()["queue"] for m in mails]
+    assert [p["queue"] for p in r.json()["predictions"]] == single
+
+
+@pytest.mark.parametrize("payload,status,words", [
+    ({}, 422, "body"),
+    ({"subject": "Hej"}, 422, "body"),
+    ({"body": 123}, 422, "body"),
+    ({"body": None}, 422, "body"),
+    ({"body": ["a"]}, 422, "body"),
+    ({"body": ""}, 422, "empty or only whitespace"),
+    ({"body": " \n\t "}, 422, "empty or only whitespace"),
+    ({"body": "<html><body><img src='cid:1'></body></html>"}, 422, "no text once HTML"),
+    ({"body": "<div><br></div>"}, 422, "no text once HTML"),
+    ({"body": "> kun citat\n> fra tidligere"}, 422, "no text once"),
+    ({"body": "Hej", "unknown": 1}, 422, "unknown"),
+    ({"body": "Hej", "language": "not a language"}, 422, "language"),
+    ({"body": "x" * 70_000}, 413, "MAX_BODY_BYTES"),
+])
+def test_bad_input_is_4xx_with_a_reason(client, payload, status, words):
+    r = client.post("/predict", json=payload)
+    assert r.status_code == status, r.text
+    assert words in json.dumps(r.json()), r.json()
+    assert r.json()["error"]
+
+
+def test_raw_bad_bodies(client):
+    r = client.post("/predict", content=b'{"body": "caf\xe9"}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "UTF-8" in r.json()["error"]
+    r = client.post("/predict", content=b'{"body": ', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/predict", content=b"x" * 200_000, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_overlong_text_is_truncated_not_refused(client):
+    body = "Jeg flytter og har mange spørgsmål. " * 1500   # ~54 kB, far beyond 64 tokens
+    assert client.post("/predict", json={"body": body}).status_code == 200
+
+
+def test_batch_limits(tiny_model):
+    with client_for(tiny_model[0].model_dir, max_batch_items=3) as c:
+        r = c.post("/predict/batch", json={"emails": [{"body": "hej"}] * 4})
+        assert r.status_code == 413 and "MAX_BATCH_ITEMS=3" in r.json()["error"]
+        assert c.post("/predict/batch", json={"emails": []}).status_code == 422
+        r = c.post("/predict/batch", json={"emails": [{"body": "Min regning"}, {"body": "   "}]})
+        assert r.status_code == 422 and "emails[1].body" in r.json()["error"]
+
+
+def test_lax_input_ignores_unknown_fields(tiny_model):
+    with client_for(tiny_model[0].model_dir, strict_input=False) as c:
+        assert c.post("/predict", json={"body": "Min regning", "x-mailer": "Outlook"}).status_code == 200
+
+
+def test_api_key(tiny_model):
+    with client_for(tiny_model[0].model_dir, api_key="s3cret-key") as c:
+        assert c.post("/predict", json=MAIL).status_code == 401
+        assert c.post("/predict", json=MAIL, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/predict", json=MAIL, headers=KEY).status_code == 200
+        assert c.post("/predict", json=MAIL, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+        assert c.post("/predict/batch", json={"emails": [MAIL]}).status_code == 401
+        assert c.post("/admin/reload").status_code == 401
+        assert c.get("/model").status_code == 401
+        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+        r = c.post("/predict", json=MAIL)
+        assert "s3cret-key" not in r.text
+
+
+def test_health_ready_model_metrics(client, tiny_model):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["status"] == "ready"
+    m = client.get("/model").json()
+    assert m["labels"] == tiny_model[1].unique_tags and m["threshold"] == 0.0 and m["max_length"] == 64
+    client.post("/predict", json=MAIL)
+    client.post("/predict", json={})
+    text = client.get("/metrics").text
+    assert 'emailrouter_requests_total{route="/predict",status="200"}' in text
+    assert 'emailrouter_requests_total{route="/predict",status="422"}' in text
+    assert "emailrouter_request_latency_seconds_bucket" in text and "emailrouter_predictions_total{queue=" in text
+    assert 'emailrouter_model_info{name="model"' in text
+
+
+def test_docs_and_openapi(client):
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics", "/admin/reload"} <= set(spec["paths"])
+
+
+def test_logs_have_request_id_and_no_text(client, caplog):
+    secret_body = "Mit cpr er 010203-1234 og jeg hedder Hemmelig Hansen"
+    with caplog.at_level(logging.INFO, logger="emailrouter"):
+        client.post("/predict", json={"body": secret_body, "language": "da"}, headers={"X-Request-ID": "req-42"})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "emailrouter.serve.access"]
+    assert lines and lines[-1]["request_id"] == "req-42" and lines[-1]["status"] == 200 and lines[-1]["languages"] == ["da"]
+    assert "010203" not in caplog.text and "Hemmelig" not in caplog.text
+
+
+def test_registry_alias_and_hot_reload(tiny_model, tmp_path):
+    "Serve models:/name@champion from a real MLflow registry; promote a new version; reload swaps it in."
+    from emailrouter.train import log_training, promote
+    res, data, s0 = tiny_model
+    s = load_settings(output_dir=tmp_path / "runs", model_name="api-test", min_examples_per_label=5)
+    log_training(res, data, s); promote(s)
+    with TestClient(create_app(load_settings(output_dir=tmp_path / "runs", model_name="api-test"))) as c:
+        assert c.get("/model").json()["version"] == "1" and c.get("/model").json()["alias"] == "champion"
+        assert "test_macro_f1" in c.get("/model").json()["metrics"]
+        log_training(res, data, s); promote(s, force=True)
+        r = c.post("/admin/reload")
+        assert r.status_code == 200 and r.json()["version"] == "2" and r.json()["previous_version"] == "1"
+        assert c.post("/predict", json=MAIL).json()["model"]["version"] == "2"
+
+
+def test_reload_failure_keeps_serving(tiny_model, tmp_path):
+    import shutil
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model[0].model_dir, model)
+    with client_for(model) as c:
+        (model / "config.json").unlink()
+        r = c.post("/admin/reload")
+        assert r.status_code == 409 and "still serving" in r.json()["error"]
+        assert c.post("/predict", json=MAIL).status_code == 200
+
+
+def test_missing_model_exits_with_one_line(tmp_path):
+    env = {**os.environ, "EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": "models:/nothing-here@champion"}
+    p = subprocess.run([sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", "0"], capture_output=True,
+                       text=True, env=env, timeout=120, cwd=tmp_path)
+    assert p.returncode != 0
+    assert "models:/nothing-here@champion" in p.stderr and "emailrouter train --demo" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_uvicorn_serves_docs_and_predictions(tiny_model, tmp_path):
+    "The real server process: `uvicorn emailrouter.serve:app`, over loopback."
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]
+    env = {**os.environ, "EMAILROUTER_MODEL_URI": str(tiny_model[0].model_dir)}
+    p = subprocess.Popen([sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", str(port)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if httpx.get(url + "/ready", timeout=1).status_code == 200: break
+            except httpx.HTTPError: pass
+            time.sleep(0.5)
+        assert httpx.get(url + "/docs").status_code == 200
+        r = httpx.post(url + "/predict", json=MAIL, timeout=30)
+        assert r.status_code == 200 and r.json()["queue"]
+    finally:
+        p.terminate(); p.wait(timeout=30)
