@@ -118,6 +118,7 @@ def cmd_serve(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #b6203096
 def build_parser() -> argparse.ArgumentParser:
+    "The `emailrouter` argument parser: one subcommand per job."
     p = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: EMAILROUTER_LOG_LEVEL)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -153,13 +153,16 @@ class Email(BaseModel):
     language: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="e.g. da, en; logged")
 
 class EmailLax(Email):
+    "`Email` that ignores unknown fields (EMAILROUTER_STRICT_INPUT=false)."
     model_config = ConfigDict(extra="ignore")
 
 class QueueScore(BaseModel):
+    "A queue and its probability."
     queue: str
     score: float
 
 class ModelRef(BaseModel):
+    "The registered model that answered."
     name: str | None
     version: str | None
 
@@ -174,14 +177,17 @@ class Prediction(BaseModel):
     latency_ms: float
 
 class BatchIn(BaseModel):
+    "Several e-mails to route in one request."
     model_config = ConfigDict(extra="forbid")
     emails: list[Email] = Field(..., min_length=1)
 
 class BatchInLax(BaseModel):
+    "`BatchIn` that ignores unknown fields."
     model_config = ConfigDict(extra="ignore")
     emails: list[EmailLax] = Field(..., min_length=1)
 
 class BatchOut(BaseModel):
+    "Predictions in the order of the request's e-mails."
     predictions: list[Prediction]
 
 class Problem(BaseModel):
