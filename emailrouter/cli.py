@@ -15,7 +15,6 @@ import pandas as pd
 
 from .core import SettingsError, load_settings, redact_url, setup_logging
 from .data import DataError, load_emails
-from .train import BertParams, log_training, promote, train
 
 # %% auto #0
 __all__ = ['DEMO_TRAIN', 'cmd_demo_data', 'cmd_data', 'cmd_train', 'cmd_promote', 'cmd_serve', 'build_parser', 'main']
@@ -67,6 +66,7 @@ DEMO_TRAIN = dict(source="demo:3000", epochs=3.0, max_length=128)
 
 def cmd_train(args) -> int:
     "Fine-tune on a source (or the demo corpus) and print a summary."
+    from emailrouter.train import BertParams, log_training, promote, train  # torch/mlflow only for commands that need them
     s = load_settings(**({"base_model": args.base_model} if args.base_model else {}))
     source = DEMO_TRAIN["source"] if args.demo else (args.source or s.data_source)
     data = load_emails(source, query=args.query, settings=s)
@@ -96,6 +96,7 @@ def cmd_train(args) -> int:
 
 def cmd_promote(args) -> int:
     "Promote the registered challenger to champion when it scores at least as well."
+    from emailrouter.train import promote
     s = load_settings()
     try: d = promote(s, metric=args.metric, force=args.force)
     except ValueError as e: raise DataError(str(e)) from None

@@ -183,7 +183,7 @@ def validate_emails(df: pd.DataFrame, settings: Settings | None = None, clean: b
              ("missing label", lambda d: d["label"] == ""),
              ("empty text", lambda d: (d["subject"].str.strip() == "") & (d["body"].str.strip() == "")),
              ("body too long", lambda d: d["body"].str.len() > s.max_body_chars),
-             ("bad timestamp", lambda d: d["timestamp"].isna() if has_ts else d["label"] != d["label"]),
+             ("bad timestamp", lambda d: d["timestamp"].isna() if has_ts else pd.Series(False, index=d.index)),
              ("empty after cleaning", empty_after_cleaning),
              ("conflicting duplicate", lambda d: d.groupby(key(d))["label"].transform("nunique") > 1),
              ("exact duplicate", lambda d: key(d).duplicated(keep="first"))]

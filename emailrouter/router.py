@@ -30,7 +30,7 @@ def _special_counts(tokenizer) -> tuple[int, int]:
     pre = next(i for i in range(len(wrapped)) if wrapped[i:i + len(bare)] == bare)
     return pre, len(wrapped) - pre - len(bare)
 
-def encode(tokenizer, texts: list[str], max_length: int, truncation: str = "head_tail", head_share: float = 0.25) -> dict:
+def encode(tokenizer, texts: list[str], max_length: int, truncation: str = "head", head_share: float = 0.25) -> dict:
     "Token ids and attention masks for `texts`, cut to `max_length` by head or head+tail truncation."
     if truncation == "head":
         return tokenizer(texts, truncation=True, max_length=max_length)

@@ -50,7 +50,6 @@ class ServedModel:
     version: str | None = None
     alias: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    loaded_at: float = field(default_factory=time.time)
 
     @property
     def labels(self) -> list[str]: return self.router.labels
