@@ -1,45 +1,57 @@
 # The README's two commands are `make demo` and `make test`; CI runs .ci/run, which calls `make test`.
+# `make help` lists the targets.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: install demo bench test check nbtest pytest readme notebooks clean
+# PyTorch is installed first, pinned, so that no dependency pulls another build. Which build pip takes depends on
+# where it looks: from PyPI, torch 2.13.0 for Linux is the CUDA build (what a GPU machine wants; several GB). On a
+# machine without a GPU, take the CPU build from PyTorch's index:
+#     make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (Machines with the CPU wheel on local disk, as the development and CI machines have, get it without the index.)
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 
-install: $(VENV)/.installed
+.DEFAULT_GOAL := help
+.PHONY: help install demo bench test check nbtest pytest readme notebooks clean
 
-# torch first, pinned to the CPU build: an unpinned torch would pull a multi-GB CUDA build.
+help:   ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /\1\t/' | expand -t 12
+
+install: $(VENV)/.installed   ## create .venv with PyTorch (see TORCH_INDEX above) and emailrouter with its dev tools
+
 $(VENV)/.installed: settings.ini setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-demo: install   ## the main job on built-in defaults: fine-tune the offline model on the Danish demo corpus, track and register it
+demo: install   ## the main job on built-in defaults: fine-tune the offline model on the Danish demo inbox, track and register it
 	$(BIN)/emailrouter train --demo
 
 bench: install   ## the BANKING77 real-data benchmark (about 15 minutes on 2 cores)
 	$(BIN)/python bench/banking77.py
 
-test: install check nbtest pytest   ## everything CI runs
+test: install check nbtest pytest   ## everything CI runs: sync checks, nbdev_test, pytest
 
 check: install   ## notebooks clean, package and README exactly what the notebooks produce
 	bash .ci/check-sync
 
-nbtest: install
-	$(BIN)/nbdev_test --n_workers 2 --timing
+nbtest: install   ## run every notebook's test cells on tiny data (nbdev_test)
+	EMAILROUTER_PROGRESS=false $(BIN)/nbdev_test --n_workers 2 --timing
 
-pytest: install
+pytest: install   ## the pytest suites in tests/ (databases, API, browser, CLI processes)
 	@$(BIN)/python -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: tests/ must not be empty" >&2; exit 1; fi; exit $$rc
 
-readme: install   ## README.md is generated from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not installable here)
+readme: install   ## render README.md from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not installable here)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --stdout --log-level=ERROR > README.md
 
-notebooks: install   ## re-run every notebook in place, saving outputs (plots) for readers, then clean
-	for nb in nbs/[0-9]*.ipynb nbs/index.ipynb; do $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
+notebooks: install   ## re-run every notebook in place with its slow cells, saving outputs for readers (no progress bars), then clean
+	for nb in nbs/[0-9]*.ipynb nbs/index.ipynb; do EMAILROUTER_PROGRESS=false $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
 	$(BIN)/nbdev_clean
 
-clean:
+clean:   ## remove the virtual environment and everything the demo and notebooks wrote
 	rm -rf $(VENV) _proc _docs *.egg-info demo.parquet emailrouter-runs

@@ -146,7 +146,7 @@ def main(argv=None):
         sys.exit("serve bench: no model folder; run `emailrouter train --demo` first or pass --model")
     from transformers import AutoTokenizer, pipeline
     from emailrouter.data import load_emails
-    from emailrouter.router import EmailRouter, export_onnx, ONNX_DIR, ONNX_FILE
+    from emailrouter.model import EmailRouter, export_onnx, ONNX_DIR, ONNX_FILE
     torch_r = EmailRouter(model, backend="torch")
     demo = load_emails("demo:3000")
     demo_texts = demo.splits["test"]["text"]

@@ -1,6 +1,8 @@
-"""Shared fixtures: real database servers (skipped with a reason where none runs) and temp data."""
+"""Shared fixtures: real database servers (skipped with a reason where none runs), a tiny model, and clean settings."""
+import json
 import os
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -43,11 +45,28 @@ def table_name():
 
 @pytest.fixture(autouse=True)
 def _no_stray_settings(monkeypatch, tmp_path):
-    "Tests see default settings, whatever the developer's shell or .env says."
+    "Tests see default settings, whatever the developer's shell or .env says, and write only under tmp_path."
     for k in list(os.environ):
         if k.startswith("EMAILROUTER_") and not k.startswith("EMAILROUTER_TEST_"):
             monkeypatch.delenv(k)
+    monkeypatch.setenv("EMAILROUTER_PROGRESS", "false")
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny random ConvBERT classifier over the demo queues (the testing module's), saved as a model folder with its
+    int8 ONNX export, with the demo data it routes and throw-away settings. Its answers are noise; the plumbing is real."""
+    from emailrouter.data import load_emails
+    from emailrouter.model import ROUTER_FILE, export_onnx
+    from emailrouter.testing import scratch_settings, tiny_encoder
+    root = tmp_path_factory.mktemp("tiny")
+    s = scratch_settings(root)
+    data = load_emails("demo:400", settings=s)
+    model_dir = tiny_encoder(root / "model", "convbert", labels=data.unique_tags)
+    (model_dir / ROUTER_FILE).write_text(json.dumps({"max_length": 64, "truncation": "head"}))
+    export_onnx(model_dir, data.splits["validation"]["text"])
+    return SimpleNamespace(model_dir=model_dir, data=data, settings=s)
 
 
 def pytest_configure(config):

@@ -44,3 +44,22 @@ def test_sql_password_never_printed(tmp_path):
 def test_unknown_setting_warns_with_suggestion(tmp_path):
     r = run("demo-data", "--n", "20", "--out", str(tmp_path / "d.csv"), env={"EMAILROUTER_MAX_LENGHT": "64"})
     assert r.returncode == 0 and "EMAILROUTER_MAX_LENGHT" in r.stderr and "EMAILROUTER_MAX_LENGTH" in r.stderr
+
+
+def test_text_that_is_not_valid_unicode_is_reported_not_a_crash(tmp_path):
+    "A JSON export can carry lone surrogates (\\ud800) in ids and texts: those rows are dropped with a reason."
+    import json
+    rows = [{"id": f"m{i}" + ("\ud800" if i == 0 else ""), "body": "hej \ud800" if i < 3 else f"Min regning nr {i} er for høj",
+             "queue": ["regning", "tv"][i % 2]} for i in range(40)]
+    (tmp_path / "odd.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    r = run("data", str(tmp_path / "odd.jsonl"), "--out", str(tmp_path / "splits"))
+    assert r.returncode == 0, r.stderr
+    assert "non-UTF-8 bytes               3" in r.stdout and "Traceback" not in r.stderr
+    kept = pd.concat(pd.read_parquet(tmp_path / "splits" / f"{k}.parquet") for k in ("train", "validation", "test"))
+    assert len(kept) == 37 and not kept.text.str.contains("\ufffd").any()
+
+
+def test_a_file_name_that_is_not_valid_unicode(tmp_path):
+    "Non-UTF-8 bytes in a path arrive as surrogates (PEP 383); the error names the file without crashing."
+    r = subprocess.run([*EXE, "data", str(tmp_path).encode() + b"/caf\xe9.csv"], capture_output=True, timeout=300)
+    assert r.returncode == 2 and b"no such file" in r.stderr and b"Traceback" not in r.stderr

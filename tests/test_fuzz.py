@@ -1,6 +1,6 @@
 """Property-based fuzzing of the API with schemathesis, from the app's own OpenAPI schema: no 5xx, answers match it.
 
-Bounded: a fixed number of examples per operation, no deadline games; the model is the tiny one from test_serve.
+Bounded: a fixed number of examples per operation, no deadline games; the model is conftest's tiny one.
 """
 import pytest
 import schemathesis
@@ -10,15 +10,14 @@ from hypothesis import HealthCheck, settings
 from emailrouter.core import load_settings
 from emailrouter.serve import create_app
 
-from test_serve import tiny_model  # noqa: F401  (the session fixture)
 
 # The schema is the app's own; building the app neither reads a model nor starts its lifespan.
 schema = schemathesis.openapi.from_dict(create_app(load_settings(model_uri="unused")).openapi())
 
 
 @pytest.fixture(scope="module")
-def api(tiny_model):  # noqa: F811
-    with TestClient(create_app(load_settings(model_uri=str(tiny_model[0].model_dir), max_batch_items=8))) as c:
+def api(tiny_model):
+    with TestClient(create_app(load_settings(model_uri=str(tiny_model.model_dir), max_batch_items=8))) as c:
         yield c
 
 

@@ -1,40 +1,21 @@
-"""The routing API against a tiny real model: every endpoint, every bad input, auth, reload, fuzzing."""
+"""The routing API against a tiny real model: every endpoint, every bad input, auth, reload, offline docs, a real process."""
 import json
 import logging
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from emailrouter.core import load_settings
 from emailrouter.serve import create_app
+from emailrouter.testing import serve_process
 
 KEY = {"X-API-Key": "s3cret-key"}
 MAIL = {"id": "a-1", "subject": "Flytning", "body": "Hej, jeg flytter den 1. maj til Vestergade 3, 8000 Aarhus C og vil tage mit bredbånd med."}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    "A tiny ConvBERT trained for a few steps on the demo corpus (seconds), saved as a model folder."
-    from transformers import AutoTokenizer, ConvBertConfig, ConvBertModel
-    from emailrouter.core import offline_base_model
-    from emailrouter.data import load_emails
-    from emailrouter.train import BertParams, train
-    root = tmp_path_factory.mktemp("tiny")
-    tok = AutoTokenizer.from_pretrained(offline_base_model())
-    cfg = ConvBertConfig(vocab_size=tok.vocab_size, hidden_size=32, embedding_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64)
-    ConvBertModel(cfg).save_pretrained(root / "base"); tok.save_pretrained(root / "base")
-    s = load_settings(min_examples_per_label=5, output_dir=root / "runs")
-    data = load_emails("demo:400", settings=s)
-    res = train(data, BertParams.from_data(data, s, max_length=64, batch_size=16), settings=s,
-                base_model=str(root / "base"), output_dir=root / "model", max_steps=3)
-    return res, data, s
 
 
 def client_for(model_dir, **kw):
@@ -43,7 +24,7 @@ def client_for(model_dir, **kw):
 
 @pytest.fixture
 def client(tiny_model):
-    with client_for(tiny_model[0].model_dir, confidence_threshold=0.0) as c:
+    with client_for(tiny_model.model_dir, confidence_threshold=0.0) as c:
         yield c
 
 
@@ -52,7 +33,7 @@ def test_predict_contract(client, tiny_model):
     assert r.status_code == 200 and r.headers["x-request-id"]
     p = r.json()
     assert set(p) == {"id", "queue", "score", "top_k", "route", "model", "latency_ms"}
-    assert p["id"] == "a-1" and p["queue"] in tiny_model[1].unique_tags and 0 <= p["score"] <= 1
+    assert p["id"] == "a-1" and p["queue"] in tiny_model.data.unique_tags and 0 <= p["score"] <= 1
     assert [q["queue"] for q in p["top_k"]][0] == p["queue"] and len(p["top_k"]) == 3
     assert p["top_k"][0]["score"] >= p["top_k"][1]["score"] >= p["top_k"][2]["score"]
     assert p["route"] == p["queue"]  # threshold 0: always confident
@@ -60,14 +41,14 @@ def test_predict_contract(client, tiny_model):
 
 
 def test_same_answer_as_the_router(client, tiny_model):
-    from emailrouter.router import EmailRouter
-    want = EmailRouter(tiny_model[0].model_dir).route([MAIL])[0]
+    from emailrouter.model import EmailRouter
+    want = EmailRouter(tiny_model.model_dir).route([MAIL])[0]
     got = client.post("/predict", json=MAIL).json()
     assert got["queue"] == want["queue"] and abs(got["score"] - want["score"]) < 1e-5
 
 
 def test_threshold_routes_to_manual_review(tiny_model):
-    with client_for(tiny_model[0].model_dir, confidence_threshold=1.0, review_queue="til_manuel") as c:
+    with client_for(tiny_model.model_dir, confidence_threshold=1.0, review_queue="til_manuel") as c:
         p = c.post("/predict", json=MAIL).json()
         assert p["route"] == "til_manuel" and p["queue"] != "til_manuel"
         metrics = c.get("/metrics").text
@@ -120,7 +101,7 @@ def test_overlong_text_is_truncated_not_refused(client):
 
 
 def test_batch_limits(tiny_model):
-    with client_for(tiny_model[0].model_dir, max_batch_items=3) as c:
+    with client_for(tiny_model.model_dir, max_batch_items=3) as c:
         r = c.post("/predict/batch", json={"emails": [{"body": "hej"}] * 4})
         assert r.status_code == 413 and "MAX_BATCH_ITEMS=3" in r.json()["error"]
         assert c.post("/predict/batch", json={"emails": []}).status_code == 422
@@ -129,12 +110,12 @@ def test_batch_limits(tiny_model):
 
 
 def test_lax_input_ignores_unknown_fields(tiny_model):
-    with client_for(tiny_model[0].model_dir, strict_input=False) as c:
+    with client_for(tiny_model.model_dir, strict_input=False) as c:
         assert c.post("/predict", json={"body": "Min regning", "x-mailer": "Outlook"}).status_code == 200
 
 
 def test_api_key(tiny_model):
-    with client_for(tiny_model[0].model_dir, api_key="s3cret-key") as c:
+    with client_for(tiny_model.model_dir, api_key="s3cret-key") as c:
         assert c.post("/predict", json=MAIL).status_code == 401
         assert c.post("/predict", json=MAIL, headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.post("/predict", json=MAIL, headers=KEY).status_code == 200
@@ -151,7 +132,7 @@ def test_health_ready_model_metrics(client, tiny_model):
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json()["status"] == "ready"
     m = client.get("/model").json()
-    assert m["labels"] == tiny_model[1].unique_tags and m["threshold"] == 0.0 and m["max_length"] == 64
+    assert m["labels"] == tiny_model.data.unique_tags and m["threshold"] == 0.0 and m["max_length"] == 64
     client.post("/predict", json=MAIL)
     client.post("/predict", json={})
     text = client.get("/metrics").text
@@ -178,14 +159,13 @@ def test_logs_have_request_id_and_no_text(client, caplog):
 
 def test_registry_alias_and_hot_reload(tiny_model, tmp_path):
     "Serve models:/name@champion from a real MLflow registry; promote a new version; reload swaps it in."
-    from emailrouter.train import log_training, promote
-    res, data, s0 = tiny_model
-    s = load_settings(output_dir=tmp_path / "runs", model_name="api-test", min_examples_per_label=5)
-    log_training(res, data, s); promote(s)
-    with TestClient(create_app(load_settings(output_dir=tmp_path / "runs", model_name="api-test"))) as c:
+    from emailrouter.registry import log_training, promote
+    s = load_settings(output_dir=tmp_path / "runs", model_name="api-test")
+    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s); promote(s)
+    with TestClient(create_app(s)) as c:
         assert c.get("/model").json()["version"] == "1" and c.get("/model").json()["alias"] == "champion"
-        assert "test_macro_f1" in c.get("/model").json()["metrics"]
-        log_training(res, data, s); promote(s, force=True)
+        assert c.get("/model").json()["metrics"]["test_macro_f1"] == 0.5
+        log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.6}, settings=s); promote(s)
         r = c.post("/admin/reload")
         assert r.status_code == 200 and r.json()["version"] == "2" and r.json()["previous_version"] == "1"
         assert c.post("/predict", json=MAIL).json()["model"]["version"] == "2"
@@ -194,7 +174,7 @@ def test_registry_alias_and_hot_reload(tiny_model, tmp_path):
 def test_reload_failure_keeps_serving(tiny_model, tmp_path):
     import shutil
     model = tmp_path / "m"
-    shutil.copytree(tiny_model[0].model_dir, model)
+    shutil.copytree(tiny_model.model_dir, model)
     with client_for(model) as c:
         (model / "config.json").unlink()
         r = c.post("/admin/reload")
@@ -213,21 +193,76 @@ def test_missing_model_exits_with_one_line(tmp_path):
 
 def test_uvicorn_serves_docs_and_predictions(tiny_model, tmp_path):
     "The real server process: `uvicorn emailrouter.serve:app`, over loopback."
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]
-    env = {**os.environ, "EMAILROUTER_MODEL_URI": str(tiny_model[0].model_dir)}
-    p = subprocess.Popen([sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", str(port)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                if httpx.get(url + "/ready", timeout=1).status_code == 200: break
-            except httpx.HTTPError: pass
-            time.sleep(0.5)
+    cmd = [sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", "{port}"]
+    with serve_process(cmd, env={"EMAILROUTER_MODEL_URI": str(tiny_model.model_dir)}, cwd=tmp_path) as url:
         assert httpx.get(url + "/docs").status_code == 200
         r = httpx.post(url + "/predict", json=MAIL, timeout=30)
         assert r.status_code == 200 and r.json()["queue"]
-    finally:
-        p.terminate(); p.wait(timeout=30)
+
+
+def test_server_process_imports_no_training_stack():
+    "The API server needs inference and the registry, not the Trainer, scikit-learn, datasets or plotting."
+    code = ("import sys, emailrouter.serve; print(sorted(m for m in ('emailrouter.train', 'emailrouter.data', 'sklearn', "
+            "'datasets', 'matplotlib', 'emailrouter.explore', 'emailrouter.metrics') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# --- text that is not valid Unicode, on every text field and route ---
+
+@pytest.mark.parametrize("raw,field", [
+    (b'{"body": "\\ud800 hej"}', "body"),
+    (b'{"body": "hej", "subject": "\\udfff"}', "subject"),
+    (b'{"body": "hej", "id": "a\\udbff"}', "id"),
+    (b'{"body": "hej \\ud83d"}', "body"),                                # half an emoji
+])
+def test_lone_surrogates_are_a_clear_422(client, raw, field):
+    r = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert any(d["field"] == field and "surrogate" in d["problem"] for d in r.json()["detail"]), r.json()
+
+
+def test_lone_surrogates_in_batches_and_keys(client):
+    r = client.post("/predict/batch", content=b'{"emails": [{"body": "ok"}, {"body": "\\ud800"}]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "emails.1.body"
+    r = client.post("/predict", content=b'{"body": "ok", "\\ud800": 1}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "unicode" in r.json()["detail"][0]["problem"]  # a surrogate in a key: the parser refuses it
+
+
+def test_a_real_emoji_pair_is_fine(client):
+    assert client.post("/predict", content=b'{"body": "Min regning \\ud83d\\ude00"}',
+                       headers={"content-type": "application/json"}).status_code == 200
+
+
+def test_control_characters_are_cleaned_not_fatal(client):
+    assert client.post("/predict", json={"body": "Min regning\u0000 er\u0007 for høj\u001b[0m"}).status_code == 200
+    r = client.post("/predict", json={"body": "\u0000\u0001\u0002"})
+    assert r.status_code == 422 and "no text" in r.json()["error"]
+
+
+ANY_CHAR = st.characters(exclude_categories=())  # every code point, lone surrogates and control characters included
+
+
+@given(text=st.text(ANY_CHAR, max_size=60), field=st.sampled_from(["body", "subject", "id"]))
+@hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_json_string_gets_an_answer_not_a_500(client, text, field):
+    "Arbitrary JSON strings (json.dumps escapes lone surrogates) on every text field: a 200 or a 4xx that says why."
+    payload = {"body": "Min regning er for høj", field: text}
+    r = client.post("/predict", content=json.dumps(payload), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 422), (r.status_code, r.text)
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        assert r.status_code == 422 and field in r.text
+
+
+# --- API docs without internet ---
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_use_only_local_assets(client, page):
+    import re
+    html = client.get(page)
+    assert html.status_code == 200
+    assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', html.text) + re.findall(r"url: *['\"]([^'\"]+)['\"]", html.text)
+    assert assets and not [a for a in assets if "://" in a or a.startswith("//")], assets
+    for a in assets:
+        assert client.get(a).status_code == 200, a
