@@ -78,11 +78,12 @@ def cmd_train(args) -> int:
     except ValueError as e: raise DataError(str(e)) from None
     print(f"{data}\ntraining {s.base_model} with {params.flat()}", flush=True)
     res = train(data, params, settings=s, output_dir=args.out, max_steps=args.max_steps)
-    rows = [(split, res.metrics.get(f"{split}_accuracy", float("nan")), res.metrics.get(f"{split}_macro_f1", float("nan")),
-             res.metrics.get(f"{split}_weighted_f1", float("nan"))) for split in ("validation", "test")]
-    table = pd.DataFrame(rows, columns=["split", "accuracy", "macro_f1", "weighted_f1"]).set_index("split")
+    m = res.metrics
     print(f"\ndevice {res.device}, {res.precision}; trained in {res.train_seconds:.0f}s "
-          f"({res.train_samples_per_second:.1f} samples/s)\n{table.round(4).to_string()}\nmodel folder: {res.model_dir}")
+          f"({res.train_samples_per_second:.1f} samples/s)\n{res.summary().round(4).to_string()}\n"
+          f"fine-tuned {m.get('test_accuracy', float('nan')):.1%} vs baseline {m.get('baseline_test_accuracy', float('nan')):.1%} "
+          f"test accuracy (macro-F1 {m.get('test_macro_f1', float('nan')):.3f} vs {m.get('baseline_test_macro_f1', float('nan')):.3f})\n"
+          f"model folder: {res.model_dir}")
     if not args.no_track:
         tracked = res.track(data, s)
         print(f"MLflow run {tracked.run_id} in {redact_url(s.mlflow_tracking_uri)}; "

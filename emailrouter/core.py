@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     id_column: str | None = "id"
     min_examples_per_label: int = Field(10, ge=3)
     max_body_chars: int = Field(100_000, ge=100)
+    csv_separator: str | None = Field(None, max_length=1, description="CSV field separator; detected when unset")
+    encoding: str | None = Field(None, description="text encoding of files; UTF-8 or detected when unset")
+    excel_sheet: str | None = Field(None, description="sheet of an .xlsx file; the first when unset")
+    date_format: str | None = Field(None, description="strftime pattern of the timestamp column; inferred when unset")
+    dayfirst: bool | None = Field(None, description="numeric dates put the day first; told from the data when unset")
+    max_drop_share: float = Field(0.3, ge=0, le=1, description="refuse data when validation would drop more of it")
     split: Literal["auto", "time", "stratified"] = "auto"
     val_size: float = Field(0.1, gt=0, lt=0.5)
     test_size: float = Field(0.1, gt=0, lt=0.5)
@@ -103,9 +109,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v): return v.upper() if isinstance(v, str) else v
 
-    @field_validator("subject_column", "timestamp_column", "id_column", "data_query", mode="before")
+    @field_validator("subject_column", "timestamp_column", "id_column", "data_query", "encoding", "excel_sheet", "date_format", mode="before")
     @classmethod
     def _empty_is_none(cls, v): return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("csv_separator", mode="before")
+    @classmethod
+    def _separator(cls, v): return {"\\t": "\t", "tab": "\t", "": None}.get(v.strip(" ") if isinstance(v, str) else v, v)
 
     @model_validator(mode="after")
     def _defaults(self):

@@ -5,23 +5,26 @@
 # %% ../nbs/03_data.ipynb #bfd1dc2e
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pandas as pd
 
-from .core import LabelMaps, Settings, load_settings, redact_url
+from .core import ENV_PREFIX, LabelMaps, Settings, load_settings, redact_url
 from .text import clean_email, to_text
 
 log = logging.getLogger("emailrouter.data")
 
 # %% auto #0
-__all__ = ['log', 'DataError', 'read_source', 'DropReport', 'validate_emails', 'split_emails', 'EmailData', 'load_emails']
+__all__ = ['log', 'DataError', 'decode_file', 'read_source', 'parse_timestamps', 'resolve_columns', 'DropReport',
+           'validate_emails', 'split_emails', 'EmailData', 'load_emails']
 
 # %% ../nbs/03_data.ipynb #2bf814c0
 class DataError(ValueError):
@@ -64,6 +67,56 @@ def _read_sql(url: str, query: str | None, password=None) -> pd.DataFrame:
     finally:
         engine.dispose()
 
+_ENCODINGS = ["cp1252", "latin_1", "iso8859_15", "cp850", "mac_roman", "utf_16"]  # what Danish exports come in, besides UTF-8
+
+def decode_file(path: Path, encoding: str | None = None) -> tuple[str, str]:
+    "(text, encoding) of a text file: in `encoding` if given, else UTF-8 if it mostly is, else the detected encoding; `DataError` if none fits."
+    data = path.read_bytes()
+    if encoding:
+        try: return data.decode(encoding), encoding
+        except LookupError: raise DataError(f"unknown encoding {encoding!r} (EMAILROUTER_ENCODING)") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path.name} is not {encoding}: byte 0x{data[e.start]:02x} at offset {e.start} does not decode; "
+                            "check EMAILROUTER_ENCODING") from None
+    try: return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as e: first_bad = e.start
+    text = data.decode("utf-8-sig", errors="replace")
+    bad, good = text.count("\ufffd"), sum(ord(c) > 127 for c in text) - text.count("\ufffd")
+    if good and bad <= good:  # UTF-8 with a few rows from another system: keep UTF-8; validation drops those rows
+        return text, "utf-8"
+    from charset_normalizer import from_bytes
+    best = from_bytes(data[:500_000], cp_isolation=_ENCODINGS).best()
+    where = f"byte 0x{data[first_bad]:02x} at offset {first_bad}"
+    if best is None or best.chaos > 0.3:
+        raise DataError(f"{path.name} is not UTF-8 ({where}) and its encoding could not be told; "
+                        "set EMAILROUTER_ENCODING, e.g. cp1252 for files saved by Excel on Windows")
+    try: return data.decode(best.encoding), best.encoding
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name} is not UTF-8 ({where}); it looks like {best.encoding}, but does not decode as that either; "
+                        "set EMAILROUTER_ENCODING") from None
+
+def _separator(text: str, default: str) -> str:
+    "The field separator of delimited text: the candidate seen most often in the header line."
+    header = text.split("\n", 1)[0]
+    counts = {c: header.count(c) for c in ";,\t|"}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else default
+
+def _read_delimited(path: Path, settings: Settings, notes: list[str]) -> pd.DataFrame:
+    import io
+    text, enc = decode_file(path, settings.encoding)
+    if enc != "utf-8" and not settings.encoding:
+        notes.append(f"{path.name} is not UTF-8; read as {enc} (detected; set EMAILROUTER_ENCODING to choose)")
+        log.warning("%s is not UTF-8; read as %s (detected)", path.name, enc)
+    sep = settings.csv_separator or _separator(text, "\t" if path.suffix.lower() == ".tsv" else ",")
+    try: df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.ParserError as e:
+        raise DataError(f"could not parse {path.name} with separator {sep!r}: {str(e).strip().splitlines()[-1]}; "
+                        "set EMAILROUTER_CSV_SEPARATOR if the separator is another") from None
+    if len(df.columns) == 1 and not settings.csv_separator:
+        notes.append(f"{path.name} has a single column {df.columns[0]!r}: is the separator one of ; , tab | ?")
+    return df
+
 def _repair_text(obj):
     "Parsed JSON with every string (keys too) made valid Unicode by `to_text`."
     if isinstance(obj, str): return to_text(obj)
@@ -90,11 +143,15 @@ def read_source(source: str, query: str | None = None, settings: Settings | None
         return _read_sql(source, query or settings.data_query, settings.db_password)
     path = Path(source).expanduser()
     if not path.exists(): raise DataError(f"no such file: {path}")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() in (".gz", ".bz2", ".zst") else path.suffix.lower()
+    suffix = path.suffix.lower()
+    notes: list[str] = []
     try:
-        if suffix.startswith((".csv", ".tsv")):
-            return pd.read_csv(path, sep="\t" if suffix.startswith(".tsv") else ",", dtype=str, keep_default_na=False,
-                               na_values=[""], encoding="utf-8", encoding_errors="replace")
+        if suffix in (".csv", ".tsv", ".txt"):
+            df = _read_delimited(path, settings, notes)
+            df.attrs["notes"] = notes
+            return df
+        if suffix in (".xlsx", ".xlsm"):
+            return pd.read_excel(path, sheet_name=settings.excel_sheet or 0, dtype=object, engine="openpyxl")
         if suffix.startswith(".parquet"): return pd.read_parquet(path)
         if suffix.startswith((".jsonl", ".ndjson", ".json")):
             # The standard library's parser, not pandas': pandas drops a lone surrogate escape ("\ud800") without a word.
@@ -112,9 +169,76 @@ def read_source(source: str, query: str | None = None, settings: Settings | None
     except DataError: raise
     except Exception as e:
         raise DataError(f"could not parse {path.name} as {suffix.lstrip('.')}: {e}") from None
-    raise DataError(f"unsupported file type {path.suffix!r} for {path.name} (use .csv, .tsv, .parquet, .jsonl or .json)")
+    raise DataError(f"unsupported file type {path.suffix!r} for {path.name} (use .csv, .tsv, .xlsx, .parquet, .jsonl or .json)")
 
-# %% ../nbs/03_data.ipynb #7f4a554e
+# %% ../nbs/03_data.ipynb #a26bdf4a
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
+_NUMERIC = re.compile(r"^(\d{1,2})([-./])(\d{1,2})\2(\d{4}|\d{2})(?:[ T,]+(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?)?$")
+
+def parse_timestamps(values: pd.Series, date_format: str | None = None, dayfirst: bool | None = None,
+                     column: str = "timestamp") -> tuple[pd.Series, str | None]:
+    "(naive datetimes, a note for the report or None); `DataError` when the column mixes formats."
+    if pd.api.types.is_datetime64_any_dtype(values):
+        v = values.dt.tz_convert(None) if getattr(values.dt, "tz", None) is not None else values
+        return v, None
+    text = values.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+    if date_format:
+        return pd.to_datetime(text.where(text != ""), format=date_format, errors="coerce"), None
+    native = values.map(lambda v: isinstance(v, (datetime, pd.Timestamp)))  # Excel date cells
+    iso, num = text.str.match(_ISO) & ~native, text.str.extract(_NUMERIC)
+    is_num = num[0].notna() & ~native
+    n_iso, n_num = int(iso.sum()), int(is_num.sum())
+    example = lambda mask: ", ".join(repr(x) for x in text[mask].head(2))
+    if n_iso and n_num:
+        raise DataError(f"column {column!r} mixes date formats: {n_iso} like {example(iso)} and {n_num} like {example(is_num)}; "
+                        "fix the export or set EMAILROUTER_DATE_FORMAT for one of them")
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    note = None
+    if n_num:
+        a, b = num[0].astype(float), num[2].astype(float)
+        day_evidence, month_evidence = bool((a > 12).any()), bool((b > 12).any())
+        if dayfirst is None:
+            if day_evidence and month_evidence:
+                raise DataError(f"column {column!r} mixes day-first and month-first dates (e.g. {example(is_num & (a > 12))} and "
+                                f"{example(is_num & (b > 12))}); set EMAILROUTER_DATE_FORMAT")
+            dayfirst = not month_evidence
+            if not day_evidence and not month_evidence:
+                note = f"dates in {column!r} such as {example(is_num)} could be day or month first; read day first (set EMAILROUTER_DAYFIRST)"
+        year = num[3].astype(float)
+        parts = pd.DataFrame({"year": year.where(year >= 100, year + 2000 - 100 * (year >= 70)),
+                              "month": b if dayfirst else a, "day": a if dayfirst else b,
+                              "hour": num[4].astype(float).fillna(0), "minute": num[5].astype(float).fillna(0),
+                              "second": num[6].astype(float).fillna(0)})[is_num]
+        out[is_num] = pd.to_datetime(parts, errors="coerce")
+    if n_iso: out[iso] = pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True).dt.tz_convert(None)
+    if native.any(): out[native] = pd.to_datetime(values[native], errors="coerce")
+    rest = ~(iso | is_num | native) & (text != "")
+    if rest.any():  # dates in words ("4. marts 2025", "March 4, 2025") or junk: whatever a lenient parser makes of them
+        out[rest] = pd.to_datetime(text[rest], format="mixed", dayfirst=bool(dayfirst) if dayfirst is not None else True, errors="coerce")
+    return out, note
+
+# %% ../nbs/03_data.ipynb #2aa00c35
+_SYNONYMS = {
+    "text_column": ["body", "text", "tekst", "brødtekst", "indhold", "besked", "message", "mail", "email"],
+    "subject_column": ["subject", "emne", "overskrift", "title"],
+    "label_column": ["queue", "kø", "label", "category", "kategori", "team", "afdeling"],
+    "timestamp_column": ["received_at", "modtaget", "dato", "date", "timestamp", "tidspunkt", "created_at", "sent"],
+    "id_column": ["id", "mail_id", "message_id", "mailid"]}
+
+def resolve_columns(df: pd.DataFrame, settings: Settings) -> tuple[dict[str, str | None], list[str]]:
+    "({setting: column in df or None}, notes): the configured names, or a common name where a default one is missing."
+    cols, notes = {}, []
+    lower = {str(c).strip().lower(): c for c in df.columns}
+    for field, names in _SYNONYMS.items():
+        want = getattr(settings, field)
+        if want in df.columns or field in settings.model_fields_set: cols[field] = want if want in df.columns else None; continue
+        found = [lower[n] for n in names if n in lower]
+        cols[field] = found[0] if found else None
+        if found and found[0] != want:
+            notes.append(f"used column {found[0]!r} for {field.removesuffix('_column')} (set {ENV_PREFIX}{field.upper()} to choose another)")
+    return cols, notes
+
+# %% ../nbs/03_data.ipynb #239f113c
 @dataclass
 class DropReport:
     "What validation kept and dropped, with the reason and (up to 5) row ids for each drop."
@@ -139,7 +263,7 @@ class DropReport:
 
     def to_dict(self) -> dict: return dict(rows_in=self.rows_in, rows_out=self.rows_out, dropped=dict(self.dropped), notes=list(self.notes))
 
-# %% ../nbs/03_data.ipynb #fb49166d
+# %% ../nbs/03_data.ipynb #b069b61d
 _UNDECODABLE = re.compile(r"[\ud800-\udfff\ufffd]")  # surrogates, or U+FFFD left by a lossy decode
 
 def _decode_cell(v) -> tuple[str, bool]:
@@ -156,30 +280,37 @@ def validate_emails(df: pd.DataFrame, settings: Settings | None = None, clean: b
     """Check columns, drop unusable rows (see the table above) and add the model text column `text`.
     Returns a frame with columns id, subject, body, text, label (str) and, when present, timestamp."""
     s = settings or load_settings()
-    rep = DropReport(rows_in=len(df))
-    missing = [c for c in (s.text_column, s.label_column) if c not in df.columns]
+    rep = DropReport(rows_in=len(df), notes=list(df.attrs.get("notes", [])))
+    cols, notes = resolve_columns(df, s)
+    rep.notes += notes
+    missing = [getattr(s, f) for f in ("text_column", "label_column") if cols[f] is None]
     if missing:
-        raise DataError(f"missing required column(s) {missing}; the data has {list(df.columns)}. "
+        hints = {c: difflib.get_close_matches(str(c), [str(x) for x in df.columns], n=1) for c in missing}
+        hint = "".join(f"; did you mean {h[0]!r} for {c!r}?" for c, h in hints.items() if h)
+        raise DataError(f"missing required column(s) {missing}; the data has {list(df.columns)}{hint} "
                         "Set EMAILROUTER_TEXT_COLUMN / EMAILROUTER_LABEL_COLUMN to the right names.")
-    optional = {"subject": s.subject_column, "timestamp": s.timestamp_column, "id": s.id_column}
-    for role, col in optional.items():
-        if col and col not in df.columns: rep.notes.append(f"no {role} column {col!r}; going without")
+    for role in ("subject", "timestamp", "id"):
+        if getattr(s, f"{role}_column") and cols[f"{role}_column"] is None:
+            rep.notes.append(f"no {role} column {getattr(s, f'{role}_column')!r}; going without")
+    text_col, subject_col, label_col, ts_col, id_col = (cols[f"{r}_column"] for r in ("text", "subject", "label", "timestamp", "id"))
     out = pd.DataFrame(index=df.index)
-    out["id"] = df[s.id_column].map(to_text) if s.id_column in df.columns else pd.Series(df.index, index=df.index).map(lambda i: f"row-{i}")
+    out["id"] = df[id_col].map(to_text) if id_col else pd.Series(df.index, index=df.index).map(lambda i: f"row-{i}")
     if out["id"].duplicated().any():
-        rep.notes.append(f"id column {s.id_column!r} is not unique; row numbers are used instead")
+        rep.notes.append(f"id column {id_col!r} is not unique; row numbers are used instead")
         out["id"] = [f"row-{i}" for i in df.index]
     bad = pd.Series(False, index=df.index)
-    for role, col in (("body", s.text_column), ("subject", s.subject_column)):
-        if col in df.columns:
+    for role, col in (("body", text_col), ("subject", subject_col)):
+        if col:
             decoded = df[col].map(_decode_cell)
             out[role] = decoded.map(lambda t: t[0])
             bad |= ~decoded.map(lambda t: t[1])
         else: out[role] = ""
-    labels = df[s.label_column].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else to_text(v).strip())
+    labels = df[label_col].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else to_text(v).strip())
     out["label"] = labels
-    has_ts = s.timestamp_column in df.columns
-    if has_ts: out["timestamp"] = pd.to_datetime(df[s.timestamp_column], errors="coerce", utc=True).dt.tz_localize(None)
+    has_ts = ts_col is not None
+    if has_ts:
+        out["timestamp"], note = parse_timestamps(df[ts_col], s.date_format, s.dayfirst, ts_col)
+        if note: rep.notes.append(note)
 
     def drop(mask, reason):
         nonlocal out
@@ -212,10 +343,17 @@ def validate_emails(df: pd.DataFrame, settings: Settings | None = None, clean: b
         drop(out["label"].isin(rare.index), f"rare label (<{s.min_examples_per_label})")
     rep.rows_out = len(out)
     if out.empty: raise DataError(f"no usable rows left after validation:\n{rep}")
+    share = 1 - rep.rows_out / rep.rows_in
+    if share > s.max_drop_share:
+        raise DataError(f"validation dropped {share:.0%} of the rows, more than EMAILROUTER_MAX_DROP_SHARE={s.max_drop_share:g}; "
+                        f"check the column names, separator, encoding and date format:\n{rep}")
+    if share > 0.05:
+        top = ", ".join(f"{r} {n}" for r, n in sorted(rep.dropped.items(), key=lambda x: -x[1])[:3])
+        log.warning("validation dropped %.0f%% of %d rows (%s); see the drop report", 100 * share, rep.rows_in, top)
     if out["label"].nunique() < 2: raise DataError(f"need at least 2 labels to route between, found {out['label'].unique().tolist()}:\n{rep}")
     return out.reset_index(drop=True), rep
 
-# %% ../nbs/03_data.ipynb #4efdf182
+# %% ../nbs/03_data.ipynb #7c6cbd24
 def split_emails(df: pd.DataFrame, kind: str = "auto", val_size: float = 0.1, test_size: float = 0.1,
                  seed: int = 42) -> tuple[dict[str, pd.DataFrame], str]:
     "Split validated rows into train/validation/test; returns (splits, kind used)."
@@ -239,7 +377,7 @@ def split_emails(df: pd.DataFrame, kind: str = "auto", val_size: float = 0.1, te
     else: raise DataError(f"unknown split kind {kind!r} (use auto, time or stratified)")
     return {k: v.reset_index(drop=True) for k, v in splits.items()}, kind
 
-# %% ../nbs/03_data.ipynb #9342131e
+# %% ../nbs/03_data.ipynb #a34872ae
 @dataclass
 class EmailData(LabelMaps):
     "Validated, split e-mails and their label maps (`unique_tags`, `tag2id`, `id2tag`)."

@@ -17,9 +17,9 @@ from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning
 import warnings
 
 # %% auto #0
-__all__ = ['PLACEHOLDERS', 'SUBJECT_SEP', 'to_text', 'looks_like_html', 'html_to_text', 'normalise', 'strip_quotes',
-           'strip_signature', 'mask_pii', 'CleanOptions', 'clean_subject', 'clean_body', 'clean_email',
-           'score_cleaning']
+__all__ = ['PLACEHOLDERS', 'SUBJECT_SEP', 'INBOX_LANGUAGES', 'to_text', 'looks_like_html', 'html_to_text', 'normalise',
+           'strip_quotes', 'strip_signature', 'mask_pii', 'CleanOptions', 'clean_subject', 'clean_body', 'clean_email',
+           'score_cleaning', 'detect_language']
 
 # %% ../nbs/01_text.ipynb #cb20d996
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -113,7 +113,10 @@ _SIGNOFF = re.compile(
     r"^(?i:med\s+venlig(ste)?\s+hilsen|m\.?\s?v\.?\s?h\.?|venlig(st)?\s+hilsen|venlige\s+hilsner|"
     r"(de\s+)?bedste\s+hilsner|mange\s+hilsner|hilsen|hilsner|kh\.?|k\.\s?h\.|vh\.?|v\.\s?h\.|"
     r"med\s+venlig\s+hilsen\s*/\s*best\s+regards|best\s+regards|kind\s+regards|warm\s+regards|regards|"
-    r"best\s+wishes|best|cheers|sincerely|yours\s+sincerely|thanks\s+and\s+regards)"
+    r"best\s+wishes|best|cheers|sincerely|yours\s+sincerely|thanks\s+and\s+regards|"
+    r"(med\s+)?vänliga\s+hälsningar|hälsningar|(med\s+)?vennlig\s+hilsen|"                # Swedish, Norwegian
+    r"mit\s+freundlichen\s+grüßen|freundliche\s+grüße|viele\s+grüße|beste\s+grüße|liebe\s+grüße|mfg|"  # German
+    r"pozdrawiam|z\s+poważaniem|z\s+wyrazami\s+szacunku)"                                # Polish
     r"[\s,.!:]*([A-ZÆØÅ][\w.'-]*(\s+[A-ZÆØÅ][\w.'-]*){0,3}[,.]?)?\s*$")
 _SIG_DASHES = re.compile(r"^(--\s*|/ ?[A-ZÆØÅ][\w.-]*)$")  # "-- " delimiter, or "/Jens" initials-style sign-off
 _DEVICE = re.compile(r"^(sendt fra min|sendt fra|sent from my|sent from|hent outlook til|get outlook for|"
@@ -235,6 +238,7 @@ def score_cleaning(corpus: pd.DataFrame, tokenizer=None, options: CleanOptions |
     rows, pii_rows = [], []
     for i, r in enumerate(corpus.itertuples(index=False)):
         cleaned = _flat(clean_email("", r.body, options, join_subject=False))
+        subject = _flat(mask_pii(clean_subject(getattr(r, "subject", ""))))
         want = _flat(r.message_masked)
         # whether the message survived is judged with placeholders unified: a phone number masked as
         # [NUMBER] is a typing slip of the masker (scored by `exact`), not a quoting or signature failure
@@ -244,7 +248,7 @@ def score_cleaning(corpus: pd.DataFrame, tokenizer=None, options: CleanOptions |
         rows.append(dict(id=getattr(r, "id", i), cleaned=cleaned, want=want, contains=same, exact=cleaned == want,
                          leaked_quote=bool(leaked), has_quote=bool(r.quoted)))
         for p in json.loads(r.pii):
-            pii_rows.append(dict(type=p["type"], where=p["where"], masked=_flat(p["value"]) not in cleaned))
+            pii_rows.append(dict(type=p["type"], where=p["where"], masked=_flat(p["value"]) not in (subject if p["where"] == "subject" else cleaned)))
     per_mail, pii = pd.DataFrame(rows), pd.DataFrame(pii_rows)
     ok = per_mail.contains & ~per_mail.leaked_quote
     summary = dict(mails=len(per_mail), kept_message_no_history=ok.mean(), exact=per_mail.exact.mean(),
@@ -260,3 +264,20 @@ def score_cleaning(corpus: pd.DataFrame, tokenizer=None, options: CleanOptions |
         per_mail["tokens_raw"], per_mail["tokens_clean"] = n_raw, n_clean
         summary.update(mean_tokens_raw=float(pd.Series(n_raw).mean()), mean_tokens_clean=float(pd.Series(n_clean).mean()))
     return summary, per_mail
+
+# %% ../nbs/01_text.ipynb #78490618
+INBOX_LANGUAGES = ("da", "en", "sv", "no", "de", "pl")  # what a Danish telecom's inbox gets
+_IDENTIFIERS: dict = {}
+_NOT_LANGUAGE = re.compile("|".join(map(re.escape, [*PLACEHOLDERS.values(), SUBJECT_SEP.strip()])))
+
+def detect_language(text: str, languages: tuple[str, ...] = INBOX_LANGUAGES) -> tuple[str, float]:
+    "(ISO 639-1 code, probability) of `text`'s language among `languages`; ('', 0.0) for text without letters."
+    text = _NOT_LANGUAGE.sub(" ", to_text(text))
+    if not any(c.isalpha() for c in text): return "", 0.0
+    if languages not in _IDENTIFIERS:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+        ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        ident.set_languages(list(languages))
+        _IDENTIFIERS[languages] = ident
+    lang, p = _IDENTIFIERS[languages].classify(text)
+    return lang, float(p)

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback,
                           PrinterCallback, Trainer, TrainingArguments, set_seed)
 
 from .core import DEFAULT_MAX_LENGTH, DEFAULT_SEED, LabelMaps, Settings, load_settings, quiet_libraries, redact_url
 from .data import EmailData
+from .explore import baseline_scores
 from .metrics import route_metrics
 from .model import ONNX_DIR, PARITY_FILE, ROUTER_FILE, OnnxParityError, encode, export_onnx
 from .registry import TrackedModel, log_training
@@ -139,6 +141,13 @@ class TrainResult:
     trainer: Trainer | None = field(default=None, repr=False)
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)  # split: (pred, true)
 
+    def summary(self) -> pd.DataFrame:
+        "Accuracy and macro-F1 of the fine-tuned model and of the baseline, per split."
+        rows = {name: {f"{split} {m}": self.metrics.get(f"{prefix}{split}_{m}", float("nan"))
+                       for split in ("validation", "test") for m in ("accuracy", "macro_f1")}
+                for name, prefix in (("fine-tuned", ""), ("TF-IDF + LR baseline", "baseline_"))}
+        return pd.DataFrame(rows).T
+
     def track(self, data: EmailData, settings: Settings | None = None, register: bool = True) -> TrackedModel:
         "Log this run to MLflow (params, history, scores, reports, model) and register the model as `@challenger`."
         params = {**self.params.flat(), "base_model": redact_url(self.base_model), "device": self.device, "precision": self.precision}
@@ -156,9 +165,10 @@ def tokenize_splits(data: EmailData, tokenizer, params: BertParams):
 
 def train(data: EmailData, params: BertParams | None = None, hp_space: Callable | None = None,
           settings: Settings | None = None, base_model: str | None = None, output_dir: str | Path | None = None,
-          max_steps: int | None = None, onnx: bool = True) -> TrainResult:
+          max_steps: int | None = None, onnx: bool = True, baseline: bool = True) -> TrainResult:
     """Fine-tune the base model on `data`; returns the best model's folder and metrics. With `onnx`, the model is
-    also exported to int8 ONNX for CPU serving, checked against PyTorch on the validation split (`onnx_*` metrics)."""
+    also exported to int8 ONNX for CPU serving, checked against PyTorch on the validation split (`onnx_*` metrics);
+    with `baseline`, TF-IDF + LR is fitted on the same split (`baseline_*` metrics)."""
     s = settings or load_settings()
     params = params or BertParams.from_data(data, s)
     if list(params.unique_tags) != list(data.unique_tags):
@@ -229,6 +239,7 @@ def train(data: EmailData, params: BertParams | None = None, hp_space: Callable 
             log.warning("ONNX export refused: %s", e)
             parity = json.loads((model_dir / ONNX_DIR / PARITY_FILE).read_text())
         metrics.update({f"onnx_{k}": float(v) for k, v in parity.items() if isinstance(v, (int, float))})
+    if baseline: metrics.update({f"baseline_{k}": float(v) for k, v in baseline_scores(data).items()})
     return TrainResult(model_dir, base, metrics, params, dev["device"], dev["precision"], seconds,
                        float(result.metrics.get("train_samples_per_second", float("nan"))), list(trainer.state.log_history),
                        best_hp, trainer, predictions)

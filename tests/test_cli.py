@@ -17,7 +17,7 @@ def run(*args, env=None):
 def test_demo_data_then_data(tmp_path):
     r = run("demo-data", "--n", "800", "--out", str(tmp_path / "demo.parquet"))
     assert r.returncode == 0, r.stderr
-    assert "wrote 800 mails in 11 queues" in r.stdout
+    assert "wrote 800 mails in 12 queues" in r.stdout
     df = pd.read_parquet(tmp_path / "demo.parquet")
     assert len(df) == 800 and {"subject", "body", "queue", "received_at", "message", "pii"} <= set(df.columns)
     r = run("data", str(tmp_path / "demo.parquet"), "--out", str(tmp_path / "splits"))

@@ -122,7 +122,7 @@ def test_demo_source_and_drift_report():
     data = load_emails("demo:2000")
     assert data.split_kind == "time"
     assert data.report.dropped.get("exact duplicate", 0) > 0
-    assert len(data.unique_tags) == 11
+    assert len(data.unique_tags) == 12
     assert json.dumps(data.report.to_dict())  # serialisable for tracking
 
 
