@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     model_uri: str | None = Field(None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder")
     api_key: SecretStr | None = Field(None, description="if set, required on prediction and admin routes")
     serve_backend: Literal["torch", "onnx"] = "torch"
-    confidence_threshold: float = Field(0.5, ge=0, le=1)
+    confidence_threshold: float | None = Field(None, ge=0, le=1, description="one threshold for every queue, instead of the model's own")
+    target_accuracy: float = Field(0.95, gt=0, le=1, description="accuracy the automatically routed mail must reach (thresholds)")
+    min_queue_support: int = Field(30, ge=1, description="validation mails a queue needs for a threshold of its own")
     top_k: int = Field(3, ge=1, le=100, description="queues listed with their scores in each answer")
     review_queue: str = Field("manuel_behandling", min_length=1, description="route for answers under the threshold")
     max_batch_items: int = Field(64, ge=1, le=10_000)

@@ -109,7 +109,7 @@ def _values(rng: random.Random, person: _Person, when: datetime, lang: str) -> d
         ticket=str(rng.randint(10_000_000, 99_999_999)), url=f"https://www.speedtest.net/result/{rng.randint(10**9, 10**10)}",
         phone=person.phone, cpr=person.cpr, custno=person.custno, email=person.email, address=person.address, name=person.name)
 
-# %% ../nbs/02_demo.ipynb #cc2daaab
+# %% ../nbs/02_demo.ipynb #f5555d69
 class _Writer:
     "Renders templates for one mail: picks alternatives, fills slots, records planted PII, applies the writer's habits."
     def __init__(self, rng: random.Random, values: dict, lang: str, persona: str):
@@ -165,11 +165,6 @@ class _Writer:
                 t = self._habits(part) if habits else part
                 raw.append(t); masked.append(t)
         return "".join(raw), "".join(masked)
-
-
-def _usable(templates: list[str], when: datetime) -> list[str]:
-    "Templates that fit the date: nothing about Play+ before its launch."
-    return [t for t in templates if when >= STREAMING_LAUNCH or "Play+" not in t] or templates
 
 # %% ../nbs/02_demo.ipynb #a800ff3a
 def _usable(templates: list[str], when: datetime) -> list[str]:

@@ -130,7 +130,7 @@ class Prediction(BaseModel):
     queue: str = Field(description="the most likely queue")
     score: float = Field(description="its probability")
     top_k: list[QueueScore] = Field(description="the EMAILROUTER_TOP_K most likely queues, best first")
-    route: str = Field(description="`queue` when `score` clears the threshold, else the manual review queue")
+    route: str = Field(description="`queue` when `score` clears the queue's threshold, else the manual review queue")
     model: ModelRef
     latency_ms: float
 
@@ -334,7 +334,8 @@ async def route_emails(request: Request, emails: list[Email]) -> list[Prediction
     ms = round((time.perf_counter() - t) * 1000, 2)
     out = []
     for e, r in zip(emails, m.router.rank(probs, s.top_k)):
-        route = r["queue"] if r["score"] >= s.confidence_threshold else s.review_queue
+        t = s.confidence_threshold if s.confidence_threshold is not None else m.router.threshold(r["queue"])
+        route = r["queue"] if r["score"] >= t else s.review_queue
         out.append(Prediction(id=e.id, queue=r["queue"], score=r["score"], top_k=r["top_k"], route=route,
                               model=ModelRef(name=m.name, version=m.version), latency_ms=ms))
     h.metrics.routed([o.queue for o in out], sum(o.route != o.queue for o in out))
@@ -374,7 +375,8 @@ async def model_info(request: Request, h: ModelHolder = Depends(holder)):
     m, s = h.model, request.app.state.settings
     if m is None: raise HTTPException(503, "model not loaded yet")
     return {"name": m.name, "version": m.version, "alias": m.alias, "uri": redact_url(m.uri), "labels": m.labels,
-            "metrics": m.metrics, "threshold": s.confidence_threshold, "review_queue": s.review_queue, "top_k": s.top_k,
+            "metrics": m.metrics, "temperature": m.router.temperature, "thresholds": m.router.thresholds,
+            "threshold_override": s.confidence_threshold, "review_queue": s.review_queue, "top_k": s.top_k,
             "max_length": m.router.max_length, "truncation": m.router.truncation, "backend": m.router.backend}
 
 @ops.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")

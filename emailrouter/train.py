@@ -24,7 +24,7 @@ from .core import DEFAULT_MAX_LENGTH, DEFAULT_SEED, LabelMaps, Settings, load_se
 from .data import EmailData
 from .explore import baseline_scores
 from .metrics import route_metrics
-from .model import ONNX_DIR, PARITY_FILE, ROUTER_FILE, OnnxParityError, encode, export_onnx
+from .model import ONNX_DIR, PARITY_FILE, ROUTER_FILE, OnnxParityError, calibrate, encode, export_onnx, softmax
 from .registry import TrackedModel, log_training
 
 log = logging.getLogger("emailrouter.train")
@@ -48,7 +48,7 @@ class BertParams(LabelMaps):
     label_smoothing: float = 0.0
     class_weighting: Literal["none", "sqrt", "balanced"] = "sqrt"
     early_stopping_patience: int = 2
-    truncation: Literal["head", "head_tail"] = "head"
+    truncation: Literal["head", "head_tail"] = "head_tail"
     head_share: float = 0.25          # with head_tail: share of the token budget kept from the start
     eval_batch_size: int = 64
 
@@ -222,16 +222,26 @@ def train(data: EmailData, params: BertParams | None = None, hp_space: Callable 
         result = trainer.train()
         seconds = time.perf_counter() - t
         trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics; the final scores use other prefixes
-        metrics, predictions = {}, {}
+        metrics, predictions, logits = {}, {}, {}
         for split in ("validation", "test"):
             p = trainer.predict(ds[split], metric_key_prefix=split)
-            predictions[split] = (np.asarray(p.predictions).argmax(-1), np.asarray(p.label_ids))
+            logits[split] = np.asarray(p.predictions, dtype=np.float32)
+            predictions[split] = (logits[split].argmax(-1), np.asarray(p.label_ids))
             metrics.update({k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))})
         model_dir = out / "model"
         trainer.save_model(str(model_dir))        # safetensors weights, config with label maps, tokenizer
     (model_dir / ROUTER_FILE).write_text(json.dumps(
         {"max_length": params.max_length, "truncation": params.truncation, "head_share": params.head_share,
          "base_model": redact_url(base)}, indent=2))
+    # calibration on validation logits; the test split reports what it buys
+    cal = calibrate(model_dir, logits["validation"], predictions["validation"][1], s.target_accuracy, s.min_queue_support)
+    names = params.unique_tags
+    ids = {**{names.index(q): t for q, t in cal["thresholds"]["per_queue"].items()}, "global": cal["thresholds"]["global"]}
+    for split in ("validation", "test"):
+        m = route_metrics(softmax(logits[split], cal["temperature"]), predictions[split][1], threshold=ids)
+        metrics.update({f"{split}_ece": m["ece"], f"{split}_ece_raw": route_metrics(softmax(logits[split]), predictions[split][1])["ece"],
+                        f"{split}_coverage": m["coverage"], f"{split}_routed_accuracy": m["routed_accuracy"]})
+    metrics["temperature"] = cal["temperature"]
     if onnx:  # the int8 CPU-serving export, checked against PyTorch on the validation split
         val = data.splits["validation"]
         try: parity = export_onnx(model_dir, val["text"], val["label"])

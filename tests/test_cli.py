@@ -63,3 +63,31 @@ def test_a_file_name_that_is_not_valid_unicode(tmp_path):
     "Non-UTF-8 bytes in a path arrive as surrogates (PEP 383); the error names the file without crashing."
     r = subprocess.run([*EXE, "data", str(tmp_path).encode() + b"/caf\xe9.csv"], capture_output=True, timeout=300)
     assert r.returncode == 2 and b"no such file" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_predict_analyse_and_label_issues(tmp_path, tiny_model):
+    "Score a file without labels and one with them; analyse a model folder; list doubtful labels."
+    demo = tmp_path / "demo.csv"
+    assert run("demo-data", "--n", "400", "--out", str(demo)).returncode == 0
+    unlabelled = tmp_path / "new.csv"
+    pd.read_csv(demo).drop(columns=["queue", "true_queue"]).to_csv(unlabelled, index=False)
+    env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path / "runs"), "EMAILROUTER_MIN_EXAMPLES_PER_LABEL": "5"}
+    r = run("predict", str(unlabelled), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "p.parquet"), env=env)
+    assert r.returncode == 0, r.stderr
+    p = pd.read_parquet(tmp_path / "p.parquet")
+    assert len(p) == 400 and {"id", "queue", "score", "route", "top_k"} <= set(p.columns) and "label" not in p
+    assert p.loc[p.queue != "", "queue"].isin(tiny_model.data.unique_tags).all()
+    r = run("predict", str(demo), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "q.csv"), env=env)
+    assert r.returncode == 0 and "accuracy:" in r.stdout and "coverage:" in r.stdout, r.stdout + r.stderr
+    r = run("predict", str(tmp_path / "missing.csv"), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "x.csv"), env=env)
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    r = run("analyse", str(tiny_model.model_dir), "--data", "demo:400", "--out", str(tmp_path / "a.html"), env=env)
+    assert r.returncode == 0 and "accuracy" in r.stdout and (tmp_path / "a.html").stat().st_size > 10_000, r.stderr
+    r = run("label-issues", str(demo), "--out", str(tmp_path / "issues.csv"), env=env)
+    assert r.returncode == 0, r.stderr
+    issues = pd.read_csv(tmp_path / "issues.csv")
+    assert len(issues) > 0 and {"id", "queue", "suggested", "p_recorded", "label_quality"} <= set(issues.columns)
+    r = run("label-issues", str(demo), "--n", "7", "--out", str(tmp_path / "top.csv"), env=env)
+    assert r.returncode == 0 and "the 7 most doubtful" in r.stdout and len(pd.read_csv(tmp_path / "top.csv")) == 7, r.stderr
+    r = run("label-issues", str(demo), "--n", "0", "--out", str(tmp_path / "none.csv"), env=env)
+    assert r.returncode == 2 and "--n must be at least 1" in r.stderr and not (tmp_path / "none.csv").exists()

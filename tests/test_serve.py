@@ -55,6 +55,26 @@ def test_threshold_routes_to_manual_review(tiny_model):
         assert "emailrouter_manual_review_share 1.0" in metrics and "emailrouter_manual_review_total 1.0" in metrics
 
 
+def test_the_models_own_thresholds_route(tiny_model, tmp_path):
+    "Thresholds stored with the model decide the route per predicted queue; the setting overrides them when given."
+    import shutil
+    from emailrouter.model import ROUTER_FILE, EmailRouter
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model.model_dir, model)
+    queue = EmailRouter(model).route([MAIL])[0]["queue"]
+    meta = json.loads((model / ROUTER_FILE).read_text())
+    meta.update(temperature=0.5, thresholds={"global": 0.0, "per_queue": {queue: 1.0}})
+    (model / ROUTER_FILE).write_text(json.dumps(meta))
+    with client_for(model) as c:
+        p = c.post("/predict", json=MAIL).json()
+        assert p["queue"] == queue and p["route"] == "manuel_behandling"      # its queue's threshold is 1.0
+        assert c.get("/model").json()["thresholds"]["per_queue"] == {queue: 1.0} and c.get("/model").json()["temperature"] == 0.5
+    with client_for(model, confidence_threshold=0.0) as c:
+        assert c.post("/predict", json=MAIL).json()["route"] == queue         # one number for all queues, set by the operator
+    sharper = EmailRouter(model).route([MAIL])[0]["score"]
+    assert sharper > EmailRouter(tiny_model.model_dir).route([MAIL])[0]["score"]   # temperature 0.5 sharpens the scores
+
+
 def test_batch_in_order(client):
     mails = [{"id": str(i), "body": b} for i, b in enumerate(["Min regning er for høj", "Tv-boksen virker ikke", "Jeg vil opsige", "Router blinker rødt"])]
     r = client.post("/predict/batch", json={"emails": mails})
@@ -132,7 +152,8 @@ def test_health_ready_model_metrics(client, tiny_model):
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json()["status"] == "ready"
     m = client.get("/model").json()
-    assert m["labels"] == tiny_model.data.unique_tags and m["threshold"] == 0.0 and m["max_length"] == 64
+    assert m["labels"] == tiny_model.data.unique_tags and m["threshold_override"] == 0.0 and m["max_length"] == 64
+    assert m["temperature"] == 1.0 and m["thresholds"] == {}
     client.post("/predict", json=MAIL)
     client.post("/predict", json={})
     text = client.get("/metrics").text
