@@ -48,7 +48,7 @@ def redact_url(url: str | None) -> str | None:
             return f"{scheme}://{user}:***@{host}"
         return url
 
-# %% ../nbs/00_core.ipynb #24f5a16d
+# %% ../nbs/00_core.ipynb #31794930
 ENV_PREFIX = "EMAILROUTER_"
 DEFAULT_MAX_LENGTH = 128  # tokens per e-mail: a cleaned demo mail has about 64, so few are cut
 DEFAULT_SEED = 42
@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     experiment_name: str = Field("emailrouter", min_length=1)
     model_name: str = Field("emailrouter", min_length=1, description="registered model name in the MLflow registry")
     n_trials: int = Field(20, ge=1, validation_alias=AliasChoices("n_trials", "EMAILROUTER_N_TRIALS", "N_TRIALS"))
+    study_name: str = Field("emailrouter", min_length=1, description="Optuna study that `tune` runs, resumes or joins")
+    tune_storage: str | None = Field(None, description="Optuna storage URL (default: SQLite optuna.db in output_dir)")
+    tune_timeout: float | None = Field(None, gt=0, description="wall-clock budget of one tuning worker, seconds")
+    tune_pruner: Literal["median", "hyperband", "none"] = "median"
+    tune_objective: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1"
+    tune_base_models: list[str] = Field(default_factory=list, description="encoders a study chooses between")
+    tune_heartbeat_seconds: int = Field(60, ge=1, description="heartbeat of tuning workers; silent ones are presumed dead")
     max_length: int = Field(DEFAULT_MAX_LENGTH, ge=16, le=8192)
     # serving
     model_uri: str | None = Field(None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder")
@@ -125,6 +132,8 @@ class Settings(BaseSettings):
             raise ValueError(f"val_size + test_size = {self.val_size + self.test_size:.2f} leaves too little to train on")
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"sqlite:///{(self.output_dir/'mlflow.db').resolve()}"
+        if not self.tune_storage:
+            self.tune_storage = f"sqlite:///{(self.output_dir/'optuna.db').resolve()}"
         if not self.model_uri:
             self.model_uri = f"models:/{self.model_name}@champion"
         return self
