@@ -20,8 +20,8 @@ from .data import DataError, load_emails
 log = logging.getLogger("emailrouter.cli")
 
 # %% auto #0
-__all__ = ['log', 'DEMO_TRAIN', 'cmd_demo_data', 'cmd_data', 'cmd_train', 'cmd_tune', 'cmd_promote', 'cmd_serve', 'cmd_predict',
-           'cmd_analyse', 'cmd_label_issues', 'build_parser', 'main']
+__all__ = ['log', 'DEMO_TRAIN', 'REQUEST_FILE', 'cmd_demo_data', 'cmd_data', 'cmd_train', 'cmd_tune', 'cmd_promote', 'cmd_serve',
+           'cmd_predict', 'cmd_analyse', 'cmd_label_issues', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #050af7bf
 _WRITERS = {".parquet": lambda df, p: df.to_parquet(p, index=False), ".csv": lambda df, p: df.to_csv(p, index=False),
@@ -64,40 +64,83 @@ def cmd_data(args) -> int:
         print(f"wrote the cleaned splits to {args.out}/")
     return 0
 
-# %% ../nbs/90_cli.ipynb #c33420c0
+# %% ../nbs/90_cli.ipynb #3cee5589
 DEMO_TRAIN = dict(source="demo:3000", epochs=3.0, learning_rate=2e-4)
 
+REQUEST_FILE = "request.json"    # what a training run was asked to do, kept in its folder so that --resume can continue it
+
+def _sigterm_interrupts():
+    "SIGTERM (a scheduler or `kill` stopping the job) ends training as Ctrl-C does: cleanly, with its MLflow run marked."
+    import signal
+    def handler(signum, frame): raise KeyboardInterrupt("SIGTERM")
+    try: signal.signal(signal.SIGTERM, handler)
+    except ValueError: pass     # not the main thread: an in-process caller keeps its own handling
+
 def cmd_train(args) -> int:
-    "Fine-tune on a source (or the demo corpus) and print a summary."
-    from emailrouter.registry import promote  # torch/mlflow only for commands that need them
-    from emailrouter.train import BertParams, train
+    "Fine-tune on a source (or the demo corpus), tracked live in MLflow, and print a summary; --resume continues an interrupted run."
+    from emailrouter.registry import data_fingerprint, end_run, interrupted_run, open_run, promote  # torch/mlflow only where needed
+    from emailrouter.train import BertParams, MlflowLive, train
     s = load_settings(**{k: v for k, v in dict(base_model=args.base_model, study_name=args.study, tune_storage=args.storage).items() if v})
-    source = DEMO_TRAIN["source"] if args.demo else (args.source or s.data_source)
-    data = load_emails(source, query=args.query, settings=s)
     knobs = {k: v for k, v in dict(epochs=args.epochs or (DEMO_TRAIN["epochs"] if args.demo else None),
                                    learning_rate=args.lr or (DEMO_TRAIN["learning_rate"] if args.demo else None), batch_size=args.batch_size,
-                                   max_length=args.max_length,
-                                   truncation=args.truncation, class_weighting=args.class_weighting).items() if v is not None}
-    base = s.base_model
-    try:
-        if args.params:   # a tuned configuration; flags given beside it win
-            from emailrouter.tune import load_best, params_for
-            best = load_best(args.params, s, max_latency_ms=args.max_latency_ms)
-            tuned, base = params_for(data, {"params": {**best["params"], **knobs}}, s)
-            params = tuned
-            if "trial" in best: print(f"parameters of trial {best['trial']} of study {best.get('study')} ({best.get('values')})")
-        else: params = BertParams.from_data(data, s, **knobs)
-    except ValueError as e: raise DataError(str(e)) from None
+                                   max_length=args.max_length, truncation=args.truncation, class_weighting=args.class_weighting,
+                                   early_stopping_patience=args.patience).items() if v is not None}
+    run_id = None
+    if args.resume:
+        if args.no_track: raise DataError("--resume continues a tracked run; it cannot be combined with --no-track")
+        if args.source or args.demo or args.params or args.out or knobs:
+            raise DataError("--resume continues the interrupted run with its own data and settings; drop the other options")
+        run = interrupted_run(s)
+        if run is None: raise DataError(f"no interrupted training run to resume in {redact_url(s.mlflow_tracking_uri)}")
+        run_id, out = run.info.run_id, Path(run.data.tags.get("emailrouter.output_dir", ""))
+        try: req = json.loads((out / REQUEST_FILE).read_text())
+        except (OSError, ValueError): raise DataError(f"run {run_id} cannot be resumed: {out / REQUEST_FILE} is missing or unreadable") from None
+        data = load_emails(req["source"], query=req.get("query"), settings=s)
+        if data_fingerprint(data)["sha256"] != run.data.tags.get("data_sha256"):
+            raise DataError(f"the data of run {run_id} ({redact_url(req['source'])}) changed since it started; train anew instead")
+        params, base, max_steps = BertParams(unique_tags=data.unique_tags, **req["params"]), req["base_model"], req.get("max_steps")
+        print(f"resuming MLflow run {run_id} ({run.info.status.lower()}: {run.data.tags.get('failure_reason', 'no reason recorded')})")
+    else:
+        source = DEMO_TRAIN["source"] if args.demo else (args.source or s.data_source)
+        data = load_emails(source, query=args.query, settings=s)
+        base = s.base_model
+        try:
+            if args.params:   # a tuned configuration; flags given beside it win
+                from emailrouter.tune import load_best, params_for
+                best = load_best(args.params, s, max_latency_ms=args.max_latency_ms)
+                params, base = params_for(data, {"params": {**best["params"], **knobs}}, s)
+                if "trial" in best: print(f"parameters of trial {best['trial']} of study {best.get('study')} ({best.get('values')})")
+            else: params = BertParams.from_data(data, s, **knobs)
+        except ValueError as e: raise DataError(str(e)) from None
+        out, max_steps = Path(args.out or Path(s.output_dir) / "train" / time.strftime("%Y%m%d-%H%M%S")), args.max_steps
+        out.mkdir(parents=True, exist_ok=True)
+        (out / REQUEST_FILE).write_text(json.dumps({"source": source, "query": args.query, "base_model": base, "max_steps": max_steps,
+                                                    "params": {k: v for k, v in params.flat().items() if k != "num_labels"}}, indent=2))
+        if not args.no_track:
+            try: run_id = open_run(data, {**params.flat(), "base_model": redact_url(base)}, out, s)
+            except Exception as e: log.warning("MLflow is unavailable (%s): training goes on untracked", type(e).__name__)
     print(f"{data}\ntraining {redact_url(base)} with {params.flat()}", flush=True)
-    res = train(data, params, settings=s, base_model=base, output_dir=args.out, max_steps=args.max_steps)
+    if run_id: print(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains", flush=True)
+    _sigterm_interrupts()
+    try:
+        res = train(data, params, settings=s, base_model=base, output_dir=out, max_steps=max_steps,
+                    callbacks=[MlflowLive(run_id)] if run_id else None, resume=bool(args.resume))
+    except KeyboardInterrupt as e:
+        if run_id:
+            end_run(run_id, "KILLED", f"interrupted ({'SIGTERM' if str(e) == 'SIGTERM' else 'Ctrl-C'})")
+            print(f"run {run_id} marked interrupted; continue it with: emailrouter train --resume", file=sys.stderr)
+        raise
+    except Exception as e:
+        if run_id: end_run(run_id, "FAILED", f"{type(e).__name__}: {str(e)[:1000]}")
+        raise
     m = res.metrics
     print(f"\ndevice {res.device}, {res.precision}; trained in {res.train_seconds:.0f}s "
           f"({res.train_samples_per_second:.1f} samples/s)\n{res.summary().round(4).to_string()}\n"
           f"fine-tuned {m.get('test_accuracy', float('nan')):.1%} vs baseline {m.get('baseline_test_accuracy', float('nan')):.1%} "
           f"test accuracy (macro-F1 {m.get('test_macro_f1', float('nan')):.3f} vs {m.get('baseline_test_macro_f1', float('nan')):.3f})\n"
           f"model folder: {res.model_dir}")
-    if not args.no_track:
-        tracked = res.track(data, s)
+    if run_id:
+        tracked = res.track(data, s, run_id=run_id)
         print(f"MLflow run {tracked.run_id} in {redact_url(s.mlflow_tracking_uri)}; "
               f"registered {tracked.name} version {tracked.version} as @challenger")
         if args.promote or args.demo or args.params:
@@ -105,6 +148,8 @@ def cmd_train(args) -> int:
             print(("promoted to @champion" if d["promoted"] else "not promoted") + f" ({d['reason']})")
         else:
             print("make it @champion with: emailrouter promote")
+    elif not args.no_track:
+        print("not tracked: MLflow was unavailable when training started; the model folder above is complete")
     return 0
 
 def cmd_tune(args) -> int:
@@ -268,7 +313,7 @@ def cmd_label_issues(args) -> int:
     print(f"{what} of {held} training and validation mail labels written, most doubtful first, to {out}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #ca11a175
+# %% ../nbs/90_cli.ipynb #5f9845a2
 def build_parser() -> argparse.ArgumentParser:
     "The `emailrouter` argument parser: one subcommand per job."
     p = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
@@ -297,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int); t.add_argument("--max-length", type=int)
     t.add_argument("--truncation", choices=["head", "head_tail"]); t.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"])
     t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke tests)")
+    t.add_argument("--patience", type=int, help="epochs without a better validation macro-F1 before stopping early (0: never; default 2)")
+    t.add_argument("--resume", action="store_true", help="continue the latest interrupted or failed training run from its last checkpoint, into the same MLflow run")
     t.add_argument("--out", help="run folder (default: <EMAILROUTER_OUTPUT_DIR>/train/<time>)")
     t.add_argument("--no-track", action="store_true", help="do not log to MLflow or register the model")
     t.add_argument("--promote", action="store_true", help="then promote it to @champion if it scores at least as well (always with --demo or --params)")

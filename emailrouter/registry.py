@@ -33,7 +33,8 @@ log = logging.getLogger("emailrouter.registry")
 # %% auto #0
 __all__ = ['log', 'CHALLENGER', 'CHAMPION', 'PYFUNC_SIGNATURE', 'INPUT_EXAMPLE', 'quiet_mlflow', 'configure_mlflow',
            'data_fingerprint', 'git_commit', 'package_versions', 'ModelNotFound', 'ModelURI', 'parse_model_uri',
-           'check_model', 'RouterPyfunc', 'TrackedModel', 'log_training', 'promote', 'LoadedModel', 'load_model']
+           'check_model', 'RouterPyfunc', 'TrackedModel', 'open_run', 'end_run', 'interrupted_run', 'log_training',
+           'promote', 'LoadedModel', 'load_model']
 
 # %% ../nbs/08_registry.ipynb #79624c1e
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -170,7 +171,7 @@ class RouterPyfunc(mlflow.pyfunc.PythonModel):
         res = self.router.route(model_input.where(model_input.notna(), None), top_k=top_k)
         return pd.DataFrame(res, columns=["queue", "score", "top_k"])
 
-# %% ../nbs/08_registry.ipynb #972285ab
+# %% ../nbs/08_registry.ipynb #820bb3dd
 @dataclass
 class TrackedModel:
     "Where a training run went in MLflow."
@@ -179,24 +180,66 @@ class TrackedModel:
     name: str | None = None
     version: str | None = None
 
+def _run_header(data: EmailData, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    "The params and tags every training run carries: knobs, data source (password hidden), split sizes, fingerprint, versions."
+    fp = data_fingerprint(data)
+    params = {**params, "data_source": redact_url(data.source), "split_kind": data.split_kind,
+              **{f"rows_{k}": len(v) for k, v in data.splits.items()}}
+    tags = {"git_commit": git_commit() or "unknown", "data_rows": fp["rows"], "data_sha256": fp["sha256"],
+            **{f"version.{k}": v for k, v in package_versions().items()}}
+    return params, tags
+
+def open_run(data: EmailData, params: dict[str, Any], output_dir: str | Path, settings: Settings | None = None,
+             role: str = "train") -> str:
+    "Open the MLflow run of a training that is starting (status RUNNING), with its params, tags and checkpoint folder; its id."
+    from mlflow.entities import Param
+    s = settings or load_settings()
+    exp = configure_mlflow(s)
+    params, tags = _run_header(data, params)
+    tags.update({"emailrouter.role": role, "emailrouter.output_dir": str(Path(output_dir).resolve())})
+    with quiet_mlflow():
+        client = MlflowClient()
+        run = client.create_run(exp, run_name=f"{role}-{time.strftime('%Y%m%d-%H%M%S')}", tags={k: str(v) for k, v in tags.items()})
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return run.info.run_id
+
+def end_run(run_id: str, status: str, reason: str) -> None:
+    "Close a run that did not finish: `status` KILLED (interrupted) or FAILED, with the reason as a tag; a tracking fault is logged only."
+    try:
+        with quiet_mlflow():
+            client = MlflowClient()
+            client.set_tag(run_id, "failure_reason", reason[:5000])
+            client.set_terminated(run_id, status)
+    except Exception as e: log.warning("could not mark MLflow run %s %s (%s)", run_id, status, type(e).__name__)
+
+def interrupted_run(settings: Settings | None = None, role: str = "train"):
+    "The latest run of `role` that was interrupted or failed (not FINISHED), or None."
+    s = settings or load_settings()
+    exp = configure_mlflow(s)
+    runs = MlflowClient().search_runs([exp], f"tags.`emailrouter.role` = '{role}' and attributes.status != 'FINISHED'",
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
 _EPOCH_METRICS = {"loss": "train_loss", "eval_loss": "eval_loss", "eval_accuracy": "eval_accuracy", "eval_macro_f1": "eval_macro_f1",
                   "eval_weighted_f1": "eval_weighted_f1", "learning_rate": "learning_rate"}
 
 def log_training(model_dir: str | Path, data: EmailData, params: dict[str, Any], metrics: dict[str, float],
                  history: list[dict] = (), predictions: dict[str, tuple] | None = None, settings: Settings | None = None,
-                 register: bool = True) -> TrackedModel:
+                 register: bool = True, run_id: str | None = None) -> TrackedModel:
     """Log one finished training to MLflow: `params`, per-step `history` (Trainer log entries), final `metrics`, reports from
-    `predictions` ({split: (predicted ids, true ids)}) and the model folder as a pyfunc, registered as the challenger."""
+    `predictions` ({split: (predicted ids, true ids)}) and the model folder as a pyfunc, registered as the challenger.
+    With `run_id` (a run `open_run` opened) the run is completed and marked FINISHED."""
     from emailrouter.explore import confusion_figure  # plotting and scikit-learn only where a run is logged
     from emailrouter.metrics import queue_report
     s = settings or load_settings()
     configure_mlflow(s)
     fp = data_fingerprint(data)
-    with quiet_mlflow(), mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({**params, "data_source": redact_url(data.source), "split_kind": data.split_kind,
-                           **{f"rows_{k}": len(v) for k, v in data.splits.items()}})
-        mlflow.set_tags({"git_commit": git_commit() or "unknown", "data_rows": fp["rows"], "data_sha256": fp["sha256"],
-                         **{f"version.{k}": v for k, v in package_versions().items()}})
+    params, tags = _run_header(data, params)
+    opened = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
+                                                                           tags={"emailrouter.role": "train"})
+    with quiet_mlflow(), opened as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params({k: v for k, v in params.items() if k not in run.data.params})
+        mlflow.set_tags(tags)
         for entry in history:
             for k, name in _EPOCH_METRICS.items():
                 if k in entry: mlflow.log_metric(name, float(entry[k]), step=int(entry.get("step", 0)))

@@ -131,7 +131,7 @@ class MlflowLive(TrainerCallback):
             self.broken = True
             log.warning("live tracking to MLflow stopped (%s); training goes on", type(e).__name__)
 
-# %% ../nbs/09_train.ipynb #ac7ae933
+# %% ../nbs/09_train.ipynb #693369cc
 class RouterTrainer(Trainer):
     "`Trainer` whose loss applies class weights and label smoothing."
     def __init__(self, *args, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0, **kwargs):
@@ -172,11 +172,12 @@ class TrainResult:
                 for name, prefix in (("fine-tuned", ""), ("TF-IDF + LR baseline", "baseline_"))}
         return pd.DataFrame(rows).T
 
-    def track(self, data: EmailData, settings: Settings | None = None, register: bool = True) -> TrackedModel:
-        "Log this run to MLflow (params, history, scores, reports, model) and register the model as `@challenger`."
+    def track(self, data: EmailData, settings: Settings | None = None, register: bool = True, run_id: str | None = None) -> TrackedModel:
+        "Log this run to MLflow (params, history, scores, reports, model) and register the model as `@challenger`; with `run_id`, complete that live run."
         params = {**self.params.flat(), "base_model": redact_url(self.base_model), "device": self.device, "precision": self.precision}
         metrics = {**self.metrics, "train_seconds": self.train_seconds, "train_samples_per_second": self.train_samples_per_second}
-        return log_training(self.model_dir, data, params, metrics, self.history, self.predictions, settings, register)
+        history = () if run_id else self.history     # a live run has its curves already
+        return log_training(self.model_dir, data, params, metrics, history, self.predictions, settings, register, run_id=run_id)
 
 def tokenize_splits(data: EmailData, tokenizer, params: BertParams):
     "Tokenised `DatasetDict` (input_ids, attention_mask, label, length) for `Trainer`."
@@ -189,11 +190,13 @@ def tokenize_splits(data: EmailData, tokenizer, params: BertParams):
 
 def train(data: EmailData, params: BertParams | None = None, settings: Settings | None = None, base_model: str | None = None,
           output_dir: str | Path | None = None, max_steps: int | None = None, onnx: bool = True, baseline: bool = True,
-          evaluate_test: bool = True, calibrate_model: bool = True, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+          evaluate_test: bool = True, calibrate_model: bool = True, callbacks: list[TrainerCallback] | None = None,
+          resume: bool = False) -> TrainResult:
     """Fine-tune the base model on `data`; returns the best model's folder and metrics. With `onnx`, the model is
     also exported to int8 ONNX for CPU serving, checked against PyTorch on the validation split (`onnx_*` metrics);
     with `baseline`, TF-IDF + LR is fitted on the same split (`baseline_*` metrics). Tuning trials switch off the
-    test split (`evaluate_test`), calibration and both extras, and add their own `callbacks`."""
+    test split (`evaluate_test`), calibration and both extras, and add their own `callbacks`. With `resume`, training
+    continues from the last checkpoint in `output_dir` (optimizer, scheduler and step included)."""
     s = settings or load_settings()
     params = params or BertParams.from_data(data, s)
     if list(params.unique_tags) != list(data.unique_tags):
@@ -221,7 +224,7 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
             eval_steps=max_steps, save_steps=max_steps, logging_strategy="steps",
             logging_steps=max(1, math.ceil(len(ds["train"]) / params.batch_size / 4)),
             load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
-            save_total_limit=2, save_only_model=True, train_sampling_strategy="group_by_length", length_column_name="length",
+            save_total_limit=2, save_only_model=False, train_sampling_strategy="group_by_length", length_column_name="length",
             report_to="none", disable_tqdm=not s.progress, **dev["args"])
         weights = class_weights(ds["train"]["label"], len(params.unique_tags), params.class_weighting)
         set_seed(params.seed)  # the new classifier head starts from the same weights for the same seed
@@ -235,7 +238,10 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
         if not s.progress: trainer.remove_callback(PrinterCallback)  # without bars, the Trainer would print every log entry
 
         t = time.perf_counter()
-        result = trainer.train()
+        from transformers.trainer_utils import get_last_checkpoint
+        last = get_last_checkpoint(str(out / "checkpoints")) if resume and (out / "checkpoints").is_dir() else None
+        if resume: log.info("resuming from %s", Path(last).name if last else "the start (no checkpoint was written)")
+        result = trainer.train(resume_from_checkpoint=last)
         seconds = time.perf_counter() - t
         trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics; the final scores use other prefixes
         metrics, predictions, logits = {}, {}, {}

@@ -91,3 +91,41 @@ def test_predict_analyse_and_label_issues(tmp_path, tiny_model):
     assert r.returncode == 0 and "the 7 most doubtful" in r.stdout and len(pd.read_csv(tmp_path / "top.csv")) == 7, r.stderr
     r = run("label-issues", str(demo), "--n", "0", "--out", str(tmp_path / "none.csv"), env=env)
     assert r.returncode == 2 and "--n must be at least 1" in r.stderr and not (tmp_path / "none.csv").exists()
+
+
+def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
+    "A training stopped by SIGTERM leaves an MLflow run marked KILLED, with its reason and the curves so far; --resume finishes that run."
+    import signal
+    import time
+    from mlflow import MlflowClient
+    from emailrouter.core import load_settings
+    from emailrouter.registry import CHALLENGER, configure_mlflow, interrupted_run
+    from emailrouter.testing import tiny_encoder
+    enc = tiny_encoder(tmp_path / "encoder", "convbert")
+    env = {**os.environ, "EMAILROUTER_OUTPUT_DIR": str(tmp_path / "runs"), "EMAILROUTER_BASE_MODEL": str(enc),
+           "EMAILROUTER_PROGRESS": "false", "EMAILROUTER_MIN_EXAMPLES_PER_LABEL": "5"}
+    p = subprocess.Popen([*EXE, "train", "demo:400", "--epochs", "12", "--patience", "0", "--batch-size", "8", "--max-length", "32"],
+                         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "runs" / "train").glob("*/checkpoints/checkpoint-*")):   # stop it once it has saved a checkpoint
+        assert p.poll() is None, p.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 130 and "emailrouter train --resume" in out and "Traceback" not in out, out
+    s = load_settings(output_dir=tmp_path / "runs")
+    configure_mlflow(s)
+    client, run = MlflowClient(), interrupted_run(s)
+    assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == "interrupted (SIGTERM)", run.data.tags
+    assert len(client.get_metric_history(run.info.run_id, "eval_macro_f1")) >= 1, "curves were streamed before the stop"
+
+    r = subprocess.run([*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"resuming MLflow run {run.info.run_id}" in r.stdout and "resuming from checkpoint-" in r.stderr, r.stdout + r.stderr
+    done = client.get_run(run.info.run_id)
+    assert done.info.status == "FINISHED" and "test_accuracy" in done.data.metrics
+    assert len({m.step for m in client.get_metric_history(run.info.run_id, "eval_macro_f1")}) == 12, "one evaluation per epoch, all 12"
+    assert client.get_model_version_by_alias(s.model_name, CHALLENGER).run_id == run.info.run_id
+    run_cli = subprocess.run([*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run_cli.returncode == 2 and "no interrupted training run" in run_cli.stderr, run_cli.stderr
