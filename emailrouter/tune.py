@@ -150,12 +150,14 @@ def study_figures(study: optuna.Study) -> dict[str, Any]:
     plt.close("all")
     return figs
 
-# %% ../nbs/10_tune.ipynb #e1c77596
+# %% ../nbs/10_tune.ipynb #43b375f6
 class _TrialTracking:
     "One MLflow child run per trial under the study's parent run; every call degrades to a warning if MLflow fails."
     def __init__(self, experiment_id: str | None, parent: str | None, study: str):
         from mlflow import MlflowClient
-        self.client, self.experiment_id, self.parent, self.study = MlflowClient(), experiment_id, parent, study
+        self.parent, self.study = parent, study
+        self.client = None if experiment_id is None else self._safe("connect", MlflowClient)  # opening the store can fail too
+        self.experiment_id = experiment_id if self.client is not None else None
 
     def _safe(self, what, fn, *a, **kw):
         try: return fn(*a, **kw)
