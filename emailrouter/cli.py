@@ -21,7 +21,7 @@ log = logging.getLogger("emailrouter.cli")
 
 # %% auto #0
 __all__ = ['log', 'DEMO_TRAIN', 'REQUEST_FILE', 'cmd_demo_data', 'cmd_data', 'cmd_train', 'cmd_tune', 'cmd_promote', 'cmd_serve',
-           'cmd_predict', 'cmd_analyse', 'cmd_label_issues', 'build_parser', 'main']
+           'cmd_predict', 'cmd_analyse', 'cmd_label_issues', 'cmd_simulate', 'cmd_monitor', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #050af7bf
 _WRITERS = {".parquet": lambda df, p: df.to_parquet(p, index=False), ".csv": lambda df, p: df.to_csv(p, index=False),
@@ -313,7 +313,95 @@ def cmd_label_issues(args) -> int:
     print(f"{what} of {held} training and validation mail labels written, most doubtful first, to {out}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #5f9845a2
+# %% ../nbs/90_cli.ipynb #c6d0054f
+async def _simulate(url: str, mails: pd.DataFrame, rate: float, share: float, delay: float, key: str | None, seed: int,
+                    progress: bool) -> dict:
+    import asyncio
+    import random
+    import httpx
+    from tqdm.auto import tqdm
+    rng = random.Random(seed)
+    counts = {"sent": 0, "routed": 0, "refused": 0, "errors": 0, "feedback": 0, "feedback_errors": 0}
+    reasons: dict[str, int] = {}
+    latencies: list[float] = []
+    headers = {"X-API-Key": key} if key else {}
+    bar = tqdm(total=len(mails), desc="simulating", unit="mail", disable=not progress)
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
+        async def one(m: dict):
+            t = time.perf_counter()
+            try:
+                r = await client.post("/predict", json={"id": str(m["id"]), "subject": m.get("subject") or None, "body": m["body"]})
+            except httpx.HTTPError: counts["errors"] += 1; bar.update(); return
+            bar.update()
+            if r.status_code in (413, 422):         # the inbox's export noise (an image-only mail): refused with a reason
+                counts["refused"] += 1; why = r.json().get("error", "?"); reasons[why] = reasons.get(why, 0) + 1; return
+            if r.status_code != 200: counts["errors"] += 1; reasons[f"HTTP {r.status_code}"] = reasons.get(f"HTTP {r.status_code}", 0) + 1; return
+            counts["routed"] += 1; latencies.append(time.perf_counter() - t)
+            if rng.random() >= share: return
+            await asyncio.sleep(rng.uniform(0, delay))
+            try:
+                f = await client.post("/feedback", json={"request_id": r.json()["request_id"], "true_queue": m["queue"], "source": "simulation"})
+                counts["feedback" if f.status_code == 200 else "feedback_errors"] += 1
+            except httpx.HTTPError: counts["feedback_errors"] += 1
+        tasks = []
+        for m in mails.to_dict("records"):
+            tasks.append(asyncio.create_task(one(m))); counts["sent"] += 1
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+    bar.close()
+    counts["median_latency_ms"] = round(1000 * float(pd.Series(latencies).median()), 1) if latencies else None
+    counts["reasons"] = reasons
+    return counts
+
+def cmd_simulate(args) -> int:
+    "Send demo-inbox mails to a running API and post agents' feedback for a share of them."
+    import asyncio
+    from emailrouter.demo import make_demo_corpus
+    if args.n < 1 or args.rate <= 0 or not 0 <= args.feedback <= 1:
+        raise DataError("--n must be at least 1, --rate above 0 and --feedback between 0 and 1")
+    s = load_settings()
+    corpus = make_demo_corpus(max(args.n, 500), seed=args.seed).dropna(subset=["body"])
+    mails = corpus.sort_values("received_at").tail(args.n)            # the newest mail: today's traffic
+    key = args.api_key or (s.api_key.get_secret_value() if s.api_key else None)
+    c = asyncio.run(_simulate(args.url, mails, args.rate, args.feedback, args.feedback_delay, key, args.seed, s.progress))
+    print(f"sent {c['sent']} mails to {args.url}: {c['routed']} routed, {c['refused']} refused as bad input, {c['errors']} errors; "
+          f"feedback posted for {c['feedback']} ({c['feedback_errors']} refused); median latency {c['median_latency_ms']} ms")
+    for why, n in sorted(c["reasons"].items(), key=lambda x: -x[1]): print(f"  {n} x {why}")
+    return 0 if c["errors"] == 0 else 1
+
+def cmd_monitor(args) -> int:
+    "Score the model in production from the prediction log; print it, and write it for Prometheus."
+    from datetime import timedelta
+    from emailrouter.monitor import drift_report, estimate_accuracy, period_scores, prometheus_text, windows
+    from emailrouter.predlog import log_engine, read_log
+    s = load_settings()
+    url = args.log_url or s.log_url
+    if not url: raise DataError("no prediction log: set EMAILROUTER_LOG_URL or pass --log-url")
+    import sqlalchemy as sa
+    try:
+        engine = log_engine(url)
+        if "er_predictions" not in sa.inspect(engine).get_table_names():
+            raise DataError(f"no prediction log at {redact_url(url)}: serve some mail first (emailrouter simulate)")
+        df = read_log(engine, with_text=True)
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as e:
+        raise DataError(f"cannot read the prediction log at {redact_url(url)}: {type(e).__name__}") from None
+    if df.empty: raise DataError(f"the prediction log at {redact_url(url)} is empty: serve some mail first (emailrouter simulate)")
+    scores = period_scores(df, args.freq, by="model_version")
+    ref, cur = windows(df, current=timedelta(hours=args.current_hours))
+    est, drift = estimate_accuracy(cur), drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(f"{len(df)} predictions, {int(df['true_queue'].notna().sum())} with feedback, "
+              f"{df['created_at'].min():%Y-%m-%d %H:%M} to {df['created_at'].max():%Y-%m-%d %H:%M} UTC\n")
+        print(scores.round(3).to_string(), "\n")
+        print(f"last {args.current_hours:g} h: estimated accuracy {est['estimate']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
+              + (f", realised {est['realised']:.3f} on {est['with_feedback']} mails with feedback" if est["with_feedback"] else "") + "\n")
+        print(drift.round(3).to_string())
+    if args.prom_file:
+        p = Path(args.prom_file); p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp"); tmp.write_text(prometheus_text(period_scores(df, args.freq), est, drift)); tmp.replace(p)
+    return 0
+
+# %% ../nbs/90_cli.ipynb #15873b82
 def build_parser() -> argparse.ArgumentParser:
     "The `emailrouter` argument parser: one subcommand per job."
     p = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
@@ -400,6 +488,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=int, default=1, help="processes; each loads the model once")
     v.add_argument("--model-uri", help="default: EMAILROUTER_MODEL_URI, else models:/<model_name>@champion")
     v.set_defaults(func=cmd_serve)
+
+    si = sub.add_parser("simulate", help="send demo-inbox mails to a running API and post agents' feedback for a share")
+    si.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
+    si.add_argument("--n", type=int, default=500, help="mails to send (the newest of the demo inbox)")
+    si.add_argument("--rate", type=float, default=20.0, help="mails per second")
+    si.add_argument("--feedback", type=float, default=0.6, help="share of mails that get an agent's feedback")
+    si.add_argument("--feedback-delay", type=float, default=5.0, help="feedback comes up to this many seconds after the answer")
+    si.add_argument("--api-key", help="default: EMAILROUTER_API_KEY")
+    si.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    si.set_defaults(func=cmd_simulate)
+
+    mo = sub.add_parser("monitor", help="score the model in production from the prediction log, with drift checks")
+    mo.add_argument("--log-url", help="default: EMAILROUTER_LOG_URL")
+    mo.add_argument("--freq", default="D", help="period: D (day), W (week), h (hour)")
+    mo.add_argument("--current-hours", type=float, default=24.0, help="the window checked for drift against everything before it")
+    mo.add_argument("--prom-file", help="also write the figures here in Prometheus' text format (textfile collector)")
+    mo.set_defaults(func=cmd_monitor)
     return p
 
 def main(argv: list[str] | None = None) -> int:

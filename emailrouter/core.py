@@ -48,7 +48,7 @@ def redact_url(url: str | None) -> str | None:
             return f"{scheme}://{user}:***@{host}"
         return url
 
-# %% ../nbs/00_core.ipynb #31794930
+# %% ../nbs/00_core.ipynb #eb7d53d9
 ENV_PREFIX = "EMAILROUTER_"
 DEFAULT_MAX_LENGTH = 128  # tokens per e-mail: a cleaned demo mail has about 64, so few are cut
 DEFAULT_SEED = 42
@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     strict_input: bool = True
     cors_origins: list[str] = Field(default_factory=list)
     reload_poll_seconds: float = Field(0.0, ge=0, description="poll the registry alias every N seconds (0: only POST /admin/reload)")
+    # prediction log and monitoring
+    log_url: str | None = Field(None, description="database of served predictions and feedback, SQLAlchemy URL "
+                                                  "(default: SQLite predictions.db in output_dir; empty string: no log)")
+    log_text: Literal["masked", "hash"] = Field("masked", description="store each mail's cleaned, PII-masked text, or only its hash")
+    log_queue_size: int = Field(10_000, ge=1, description="predictions waiting to be written; beyond it rows are dropped and counted")
+    log_batch_size: int = Field(200, ge=1, description="rows per write")
+    log_flush_seconds: float = Field(1.0, gt=0, le=60, description="longest wait before waiting rows are written")
+    drift_psi_alert: float = Field(0.2, gt=0, description="drift alert: population stability index of queue or language shares")
+    drift_ks_alert: float = Field(0.1, gt=0, le=1, description="drift alert: Kolmogorov-Smirnov statistic of lengths or scores")
+    drift_auc_alert: float = Field(0.7, gt=0.5, le=1, description="drift alert: ROC AUC of the domain classifier on the text")
     seed: int = DEFAULT_SEED
     progress: bool = Field(True, description="progress bars for long work")
     output_dir: Path = Path("emailrouter-runs")
@@ -136,6 +146,8 @@ class Settings(BaseSettings):
             self.tune_storage = f"sqlite:///{(self.output_dir/'optuna.db').resolve()}"
         if not self.model_uri:
             self.model_uri = f"models:/{self.model_name}@champion"
+        if self.log_url is None:
+            self.log_url = f"sqlite:///{(self.output_dir/'predictions.db').resolve()}"
         return self
 
     def __repr_args__(self):

@@ -16,7 +16,7 @@ from pathlib import Path
 from .core import Settings, load_settings, offline_base_model, quiet_libraries
 
 # %% auto #0
-__all__ = ['tiny_encoder', 'scratch_settings', 'free_port', 'serve_process']
+__all__ = ['tiny_encoder', 'scratch_settings', 'free_port', 'ServedUrl', 'serve_process', 'TcpProxy']
 
 # %% ../nbs/06_testing.ipynb #3f99d599
 def tiny_encoder(folder: str | Path, arch: str = "convbert", labels: list[str] | None = None, seed: int = 0) -> Path:
@@ -47,12 +47,17 @@ def scratch_settings(folder: str | Path, **overrides) -> Settings:
     "Settings whose outputs all go under `folder`, progress bars off, small queues allowed; `overrides` win."
     return load_settings(**{"output_dir": Path(folder) / "runs", "progress": False, "min_examples_per_label": 5, **overrides})
 
-# %% ../nbs/06_testing.ipynb #caac53c0
+# %% ../nbs/06_testing.ipynb #cabae954
 def free_port() -> int:
     "A TCP port on 127.0.0.1 that nothing listens on right now."
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+class ServedUrl(str):
+    "The base URL of a served process; `.proc` is its `Popen`, for tests that kill it."
+    def __new__(cls, url: str, proc: subprocess.Popen):
+        self = super().__new__(cls, url); self.proc = proc; return self
 
 @contextmanager
 def serve_process(cmd: list[str], ready_path: str = "/ready", env: dict | None = None, cwd: str | Path | None = None,
@@ -73,8 +78,64 @@ def serve_process(cmd: list[str], ready_path: str = "/ready", env: dict | None =
             except httpx.HTTPError: pass
             if time.monotonic() > deadline: raise TimeoutError(f"{url}{ready_path} did not answer 200 within {timeout:.0f} s")
             time.sleep(0.3)
-        yield url
+        yield ServedUrl(url, proc)
     finally:
         proc.terminate()
         try: proc.wait(timeout=30)
         except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+
+# %% ../nbs/06_testing.ipynb #0602cf85
+import threading
+
+class TcpProxy:
+    "Forwards 127.0.0.1:`port` to `host`:`target_port`; `stop()` cuts every connection, `start()` serves again."
+    def __init__(self, host: str, target_port: int):
+        self.host, self.target_port, self.port = host, target_port, free_port()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def url(self, url: str) -> str:
+        "`url` (an SQLAlchemy URL to the target) rewritten to go through the proxy."
+        from sqlalchemy.engine import make_url
+        return make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+
+    def start(self) -> "TcpProxy":
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port)); ls.listen(64)
+        self._listener = ls
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+        return self
+
+    def _accept(self, ls: socket.socket):
+        while True:
+            try: client, _ = ls.accept()
+            except OSError: return                       # stopped
+            try: upstream = socket.create_connection((self.host, self.target_port), timeout=5)
+            except OSError: client.close(); continue
+            with self._lock: self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket):
+        try:
+            while data := src.recv(65536): dst.sendall(data)
+        except OSError: pass
+        finally:
+            for x in (src, dst):
+                try: x.shutdown(socket.SHUT_RDWR)
+                except OSError: pass
+
+    def stop(self):
+        "Refuse new connections and cut the open ones."
+        if self._listener is not None:
+            try: self._listener.shutdown(socket.SHUT_RDWR)      # wakes the accepting thread (close alone does not)
+            except OSError: pass
+            self._listener.close(); self._listener = None
+        with self._lock: conns, self._conns = self._conns, []
+        for c in conns:
+            try: c.shutdown(socket.SHUT_RDWR)
+            except OSError: pass
+            c.close()

@@ -38,6 +38,16 @@ def postgres_engine():
     engine.dispose()
 
 
+def server_database(engine, name: str) -> str:
+    "A database `name` of its own on the server behind `engine` (created when missing); returns its URL, password kept."
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        if engine.dialect.name == "postgresql":
+            if not c.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": name}).scalar():
+                c.execute(sa.text(f'create database "{name}"'))
+        else: c.execute(sa.text(f"create database if not exists `{name}` character set utf8mb4 collate utf8mb4_unicode_ci"))
+    return engine.url.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture
 def table_name():
     return f"er_test_{uuid.uuid4().hex[:10]}"

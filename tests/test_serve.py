@@ -32,7 +32,8 @@ def test_predict_contract(client, tiny_model):
     r = client.post("/predict", json=MAIL)
     assert r.status_code == 200 and r.headers["x-request-id"]
     p = r.json()
-    assert set(p) == {"id", "queue", "score", "top_k", "route", "model", "latency_ms"}
+    assert set(p) == {"id", "request_id", "queue", "score", "top_k", "route", "model", "latency_ms"}
+    assert p["request_id"] == r.headers["x-request-id"]
     assert p["id"] == "a-1" and p["queue"] in tiny_model.data.unique_tags and 0 <= p["score"] <= 1
     assert [q["queue"] for q in p["top_k"]][0] == p["queue"] and len(p["top_k"]) == 3
     assert p["top_k"][0]["score"] >= p["top_k"][1]["score"] >= p["top_k"][2]["score"]

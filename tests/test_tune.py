@@ -17,6 +17,8 @@ from emailrouter.demo import make_demo_corpus
 from emailrouter.registry import configure_mlflow
 from emailrouter.testing import tiny_encoder
 
+from conftest import server_database
+
 EMAILROUTER = str(Path(sys.executable).with_name("emailrouter"))
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -40,19 +42,9 @@ def _tune(workspace, *args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def _database(engine, name: str = "emailrouter_optuna") -> str:
-    "A database of its own for Optuna's tables on the server behind `engine`; returns its URL (password kept)."
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-        if engine.dialect.name == "postgresql":
-            if not c.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": name}).scalar():
-                c.execute(sa.text(f'create database "{name}"'))
-        else: c.execute(sa.text(f"create database if not exists `{name}`"))
-    return engine.url.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.mark.parametrize("which", ["postgres_engine", "mysql_engine"])
 def test_two_workers_share_a_study(which, request, workspace):
-    url = _database(request.getfixturevalue(which))
+    url = server_database(request.getfixturevalue(which), "emailrouter_optuna")
     study = f"shared-{uuid.uuid4().hex[:8]}"
     workers = [_tune(workspace, "--trials", "6", "--study", study, "--storage", url) for _ in range(2)]
     outs = [w.communicate(timeout=900)[0] for w in workers]
