@@ -20,8 +20,9 @@ from .data import DataError, load_emails
 log = logging.getLogger("emailrouter.cli")
 
 # %% auto #0
-__all__ = ['log', 'DEMO_TRAIN', 'REQUEST_FILE', 'cmd_demo_data', 'cmd_data', 'cmd_train', 'cmd_tune', 'cmd_promote', 'cmd_serve',
-           'cmd_predict', 'cmd_analyse', 'cmd_label_issues', 'cmd_simulate', 'cmd_monitor', 'build_parser', 'main']
+__all__ = ['log', 'DEMO_TRAIN', 'REQUEST_FILE', 'LOOPBACK', 'cmd_demo_data', 'cmd_data', 'cmd_train', 'cmd_tune', 'cmd_promote',
+           'cmd_serve', 'cmd_predict', 'cmd_analyse', 'cmd_label_issues', 'cmd_simulate', 'cmd_monitor',
+           'cmd_dashboard', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #050af7bf
 _WRITERS = {".parquet": lambda df, p: df.to_parquet(p, index=False), ".csv": lambda df, p: df.to_csv(p, index=False),
@@ -64,7 +65,7 @@ def cmd_data(args) -> int:
         print(f"wrote the cleaned splits to {args.out}/")
     return 0
 
-# %% ../nbs/90_cli.ipynb #3cee5589
+# %% ../nbs/90_cli.ipynb #5af53b2c
 DEMO_TRAIN = dict(source="demo:3000", epochs=3.0, learning_rate=2e-4)
 
 REQUEST_FILE = "request.json"    # what a training run was asked to do, kept in its folder so that --resume can continue it
@@ -176,9 +177,17 @@ def cmd_tune(args) -> int:
     return 0
 
 def cmd_promote(args) -> int:
-    "Promote the registered challenger to champion when it scores at least as well."
+    "Promote the registered challenger to champion when it scores at least as well (on the test split, or on agents' feedback)."
     from emailrouter.registry import promote
     s = load_settings()
+    if args.on_feedback:
+        from emailrouter.monitor import promote_on_feedback
+        try: d = promote_on_feedback(s, margin=args.margin, min_feedback=args.min_feedback)
+        except ValueError as e: raise DataError(str(e)) from None
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(d["table"].round(3).to_string() if len(d["table"]) else "no shadow answers in the prediction log", "\n")
+        print(("promoted" if d["promoted"] else "kept the champion") + f": {d['reason']}")
+        return 0
     try: d = promote(s, metric=args.metric, force=args.force)
     except ValueError as e: raise DataError(str(e)) from None
     print(("promoted" if d["promoted"] else "kept the champion") + f": {d['reason']}\n" +
@@ -401,7 +410,22 @@ def cmd_monitor(args) -> int:
         tmp = p.with_name(p.name + ".tmp"); tmp.write_text(prometheus_text(period_scores(df, args.freq), est, drift)); tmp.replace(p)
     return 0
 
-# %% ../nbs/90_cli.ipynb #15873b82
+# %% ../nbs/90_cli.ipynb #a8312e08
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+def cmd_dashboard(args) -> int:
+    "Run the Dash dashboard; without login credentials it listens on the loopback interface only."
+    s = load_settings()
+    if args.host not in LOOPBACK and not (s.dashboard_username and s.dashboard_password):
+        raise DataError(f"refusing to serve the dashboard on {args.host} without a login: set EMAILROUTER_DASHBOARD_USERNAME "
+                        "and EMAILROUTER_DASHBOARD_PASSWORD, or use --host 127.0.0.1")
+    from emailrouter.dashboard import create_dashboard
+    app = create_dashboard(s)
+    log.info("dashboard on http://%s:%d (log %s)", args.host, args.port, redact_url(s.log_url))
+    app.run(host=args.host, port=args.port, debug=False, threaded=True)
+    return 0
+
+# %% ../nbs/90_cli.ipynb #ff0250a3
 def build_parser() -> argparse.ArgumentParser:
     "The `emailrouter` argument parser: one subcommand per job."
     p = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
@@ -481,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("promote", help="make the registered @challenger the @champion if it scores at least as well")
     m.add_argument("--metric", default="test_macro_f1", help="run metric to compare (default test_macro_f1)")
     m.add_argument("--force", action="store_true", help="promote regardless of the scores")
+    m.add_argument("--on-feedback", action="store_true", help="decide on the shadow challenger's accuracy on agents' feedback")
+    m.add_argument("--margin", type=float, default=0.0, help="with --on-feedback: the accuracy gain the whole 95%% interval must clear")
+    m.add_argument("--min-feedback", type=int, default=200, help="with --on-feedback: shadowed mails with feedback needed")
     m.set_defaults(func=cmd_promote)
 
     v = sub.add_parser("serve", help="run the routing API (same as `uvicorn emailrouter.serve:app`)")
@@ -505,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--current-hours", type=float, default=24.0, help="the window checked for drift against everything before it")
     mo.add_argument("--prom-file", help="also write the figures here in Prometheus' text format (textfile collector)")
     mo.set_defaults(func=cmd_monitor)
+
+    da = sub.add_parser("dashboard", help="the Dash dashboard: attributions, production performance and drift, models")
+    da.add_argument("--host", default="127.0.0.1", help="other than loopback only with EMAILROUTER_DASHBOARD_USERNAME/_PASSWORD set")
+    da.add_argument("--port", type=int, default=8050)
+    da.set_defaults(func=cmd_dashboard)
     return p
 
 def main(argv: list[str] | None = None) -> int:

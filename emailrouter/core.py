@@ -48,7 +48,7 @@ def redact_url(url: str | None) -> str | None:
             return f"{scheme}://{user}:***@{host}"
         return url
 
-# %% ../nbs/00_core.ipynb #eb7d53d9
+# %% ../nbs/00_core.ipynb #f1c85c0f
 ENV_PREFIX = "EMAILROUTER_"
 DEFAULT_MAX_LENGTH = 128  # tokens per e-mail: a cleaned demo mail has about 64, so few are cut
 DEFAULT_SEED = 42
@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     drift_psi_alert: float = Field(0.2, gt=0, description="drift alert: population stability index of queue or language shares")
     drift_ks_alert: float = Field(0.1, gt=0, le=1, description="drift alert: Kolmogorov-Smirnov statistic of lengths or scores")
     drift_auc_alert: float = Field(0.7, gt=0.5, le=1, description="drift alert: ROC AUC of the domain classifier on the text")
+    shadow_uri: str | None = Field(None, description="challenger scored beside the champion off the request path "
+                                                     "(default: models:/<model_name>@challenger when serving @champion; empty: none)")
+    shadow_share: float = Field(1.0, ge=0, le=1, description="share of the traffic the shadow challenger scores")
+    shadow_queue_size: int = Field(512, ge=1, description="mails waiting for the shadow model; beyond it they are skipped and counted")
+    # dashboard
+    dashboard_username: str | None = Field(None, description="with dashboard_password: the dashboard asks for this login")
+    dashboard_password: SecretStr | None = None
+    dashboard_refresh_seconds: float = Field(30.0, gt=0, description="the dashboard re-reads the prediction log at most this often")
+    dashboard_drift_sample: int = Field(600, ge=20, description="mails per window the dashboard's text-drift check reads")
     seed: int = DEFAULT_SEED
     progress: bool = Field(True, description="progress bars for long work")
     output_dir: Path = Path("emailrouter-runs")
@@ -148,6 +157,8 @@ class Settings(BaseSettings):
             self.model_uri = f"models:/{self.model_name}@champion"
         if self.log_url is None:
             self.log_url = f"sqlite:///{(self.output_dir/'predictions.db').resolve()}"
+        if self.shadow_uri is None and self.model_uri == f"models:/{self.model_name}@champion":
+            self.shadow_uri = f"models:/{self.model_name}@challenger"
         return self
 
     def __repr_args__(self):

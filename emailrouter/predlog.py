@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Base', 'utcnow', 'PredictionRow', 'FeedbackRow', 'ShadowRow', 'log_engine', 'migrate', 'prediction_row',
-           'PredictionLog', 'FeedbackError', 'record_feedback', 'read_log']
+           'PredictionLog', 'FeedbackError', 'record_feedback', 'read_log', 'read_shadow']
 
 # %% ../nbs/13_predlog.ipynb #9dfb94c6
 class Base(DeclarativeBase):
@@ -295,3 +295,12 @@ def read_log(engine: sa.Engine, since: datetime | None = None, until: datetime |
         df = pd.read_sql(q.order_by(P.c.id), conn, parse_dates=["created_at", "feedback_at"])
     df["corrections"] = df["corrections"].fillna(0).astype(int)
     return df
+
+# %% ../nbs/13_predlog.ipynb #4cc20db0
+def read_shadow(engine: sa.Engine, since: datetime | None = None) -> pd.DataFrame:
+    "The shadow challenger's answers: request_id, created_at, model_name, model_version, queue, score, latency_ms."
+    import pandas as pd
+    S = ShadowRow.__table__
+    q = sa.select(S.c.request_id, S.c.created_at, S.c.model_name, S.c.model_version, S.c.queue, S.c.score, S.c.latency_ms)
+    if since is not None: q = q.where(S.c.created_at >= since)
+    with engine.connect() as conn: return pd.read_sql(q.order_by(S.c.id), conn, parse_dates=["created_at"])

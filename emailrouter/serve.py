@@ -5,16 +5,17 @@
 # %% auto #0
 __all__ = ['log', 'access_log', 'Text', 'REQUEST_ID', 'WARMUP_EMAIL', 'feedback', 'ops', 'admin', 'QueueFull', 'MicroBatcher',
            'Email', 'EmailLax', 'QueueScore', 'ModelRef', 'Prediction', 'BatchIn', 'BatchInLax', 'BatchOut',
-           'FeedbackIn', 'FeedbackOut', 'Problem', 'Metrics', 'ModelHolder', 'Recorder', 'guard_body', 'track_request',
-           'holder', 'require_key', 'route_emails', 'predict_router', 'post_feedback', 'health', 'ready', 'model_info',
-           'prometheus', 'admin_reload', 'create_app', 'app_from_environment']
+           'FeedbackIn', 'FeedbackOut', 'Problem', 'Metrics', 'ModelHolder', 'Recorder', 'Shadow', 'guard_body',
+           'track_request', 'holder', 'require_key', 'route_emails', 'predict_router', 'post_feedback', 'health',
+           'ready', 'model_info', 'prometheus', 'admin_reload', 'create_app', 'app_from_environment']
 
-# %% ../nbs/14_serve.ipynb #0eca0979
+# %% ../nbs/14_serve.ipynb #6f6cc3e2
 # no `from __future__ import annotations` here: FastAPI must see the real request-model classes, not their names
 import asyncio
 import hmac
 import json
 import logging
+import random
 import re
 import sys
 import time
@@ -34,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .core import Settings, load_settings, redact_url, setup_logging
-from .predlog import FeedbackError, PredictionLog, log_engine, migrate, prediction_row, record_feedback
+from .predlog import FeedbackError, PredictionLog, log_engine, migrate, prediction_row, record_feedback, utcnow
 from .registry import LoadedModel, ModelNotFound, check_model, load_model
 from .text import SUBJECT_SEP, clean_email, detect_language, to_text
 
@@ -174,7 +175,7 @@ class Problem(BaseModel):
     error: str
     detail: Any = None
 
-# %% ../nbs/14_serve.ipynb #bd2a5662
+# %% ../nbs/14_serve.ipynb #5c5ebf41
 class Metrics:
     "The server's Prometheus metrics."
     def __init__(self):
@@ -188,6 +189,8 @@ class Metrics:
         self.model = Gauge("emailrouter_model_info", "the model serving (value 1)", ["name", "version", "uri"], registry=r)
         self.batch_size = Histogram("emailrouter_batch_size", "texts per model call", registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128))
         self.feedback = Counter("emailrouter_feedback_total", "feedback stored, by source", ["source"], registry=r)
+        self.shadow = Counter("emailrouter_shadow_total", "mails offered to the shadow challenger: scored, or skipped (queue full)",
+                              ["outcome"], registry=r)
         self._n = self._n_review = 0
 
     def routed(self, queues: list[str], reviewed: int):
@@ -331,6 +334,58 @@ class Recorder:
         self.metrics.feedback.labels(source=source).inc()
         return out
 
+# %% ../nbs/14_serve.ipynb #f5a93afc
+class Shadow:
+    "Scores a share of the traffic with a challenger, off the request path, into the log's er_shadow table."
+    def __init__(self, settings: Settings, metrics: Metrics, recorder: "Recorder"):
+        self.settings, self.metrics, self.recorder = settings, metrics, recorder
+        self.model: LoadedModel | None = None
+        self.queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="shadow")
+        self._rng = random.Random(settings.seed)
+
+    async def start(self, champion: LoadedModel):
+        s = self.settings
+        if not s.shadow_uri or s.shadow_share <= 0 or self.recorder.log is None: return
+        try: m = await asyncio.get_running_loop().run_in_executor(None, load_model, s.shadow_uri, s)
+        except ModelNotFound as e:
+            log.info("no shadow challenger: %s", str(e).splitlines()[0][:200]); return
+        if (m.name, m.version) == (champion.name, champion.version) and m.name is not None:
+            log.info("the challenger is the champion (version %s): no shadow", m.version); return
+        self.model, self.queue = m, asyncio.Queue(maxsize=s.shadow_queue_size)
+        self._task = asyncio.create_task(self._run())
+        log.info("shadow challenger: %s version %s on %.0f%% of the traffic", m.name, m.version, 100 * s.shadow_share)
+
+    def offer(self, ids: list[str], texts: list[str]):
+        "Queue a share of these mails for the challenger; never blocks."
+        if self.model is None: return
+        for i, t in zip(ids, texts):
+            if self._rng.random() >= self.settings.shadow_share: continue
+            try: self.queue.put_nowait((i, t))
+            except asyncio.QueueFull: self.metrics.shadow.labels(outcome="skipped").inc()
+
+    async def _run(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < 32 and not self.queue.empty(): batch.append(self.queue.get_nowait())
+            m = self.model
+            try:
+                t = time.perf_counter()
+                probs = await loop.run_in_executor(self._pool, m.router.predict_proba, [x[1] for x in batch])
+                ms = 1000 * (time.perf_counter() - t) / len(batch)
+                now = utcnow()
+                rows = [{"request_id": i, "created_at": now, "model_name": m.name, "model_version": m.version, "queue": r["queue"],
+                         "score": float(r["score"]), "latency_ms": ms} for (i, _), r in zip(batch, m.router.rank(probs, 1))]
+                self.recorder.log.put(rows, table="er_shadow")
+                self.metrics.shadow.labels(outcome="scored").inc(len(batch))
+            except Exception as e: log.warning("shadow scoring failed (%s)", type(e).__name__)
+
+    async def stop(self):
+        if self._task: self._task.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
 # %% ../nbs/14_serve.ipynb #91fe0bc0
 def _problem(status: int, error: str, detail: Any = None) -> JSONResponse:
     return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status)
@@ -386,7 +441,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
 async def _http_error(request: Request, exc: HTTPException):
     return _problem(exc.status_code, str(exc.detail), None)
 
-# %% ../nbs/14_serve.ipynb #17b02ad1
+# %% ../nbs/14_serve.ipynb #0ff12566
 def holder(request: Request) -> ModelHolder: return request.app.state.holder
 
 def require_key(request: Request):
@@ -433,6 +488,7 @@ async def route_emails(request: Request, emails: list[Email], batch: bool = Fals
                               model=ModelRef(name=m.name, version=m.version), latency_ms=ms))
     h.metrics.routed([o.queue for o in out], sum(o.route != o.queue for o in out))
     request.app.state.recorder.record(ids, texts, out, [e.language for e in emails], m, ms)
+    request.app.state.shadow.offer(ids, texts)
     request.state.log.update(n=len(out), routes=[o.route for o in out], languages=sorted({e.language for e in emails if e.language}))
     return out
 
@@ -496,12 +552,14 @@ async def admin_reload(h: ModelHolder = Depends(holder)):
     except ModelNotFound as e: raise HTTPException(409, f"reload failed, still serving the old model: {e}") from None
     return {"status": "reloaded", **info}
 
-# %% ../nbs/14_serve.ipynb #7fcd72af
+# %% ../nbs/14_serve.ipynb #a988eb20
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     await app.state.holder.start()
     app.state.recorder.start()
+    await app.state.shadow.start(app.state.holder.model)
     yield
+    await app.state.shadow.stop()
     await app.state.holder.stop()
     await asyncio.get_running_loop().run_in_executor(None, app.state.recorder.stop)
 
@@ -515,6 +573,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.metrics = s, Metrics()
     app.state.holder = ModelHolder(s, app.state.metrics)
     app.state.recorder = Recorder(s, app.state.metrics)
+    app.state.shadow = Shadow(s, app.state.metrics, app.state.recorder)
     if s.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])

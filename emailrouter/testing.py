@@ -47,7 +47,7 @@ def scratch_settings(folder: str | Path, **overrides) -> Settings:
     "Settings whose outputs all go under `folder`, progress bars off, small queues allowed; `overrides` win."
     return load_settings(**{"output_dir": Path(folder) / "runs", "progress": False, "min_examples_per_label": 5, **overrides})
 
-# %% ../nbs/06_testing.ipynb #cabae954
+# %% ../nbs/06_testing.ipynb #52e18ae4
 def free_port() -> int:
     "A TCP port on 127.0.0.1 that nothing listens on right now."
     with socket.socket() as s:
@@ -61,8 +61,9 @@ class ServedUrl(str):
 
 @contextmanager
 def serve_process(cmd: list[str], ready_path: str = "/ready", env: dict | None = None, cwd: str | Path | None = None,
-                  timeout: float = 120):
-    "Run `cmd` (with `{port}` filled in) until the block ends; yields its base URL once `ready_path` answers 200."
+                  timeout: float = 120,
+                  ready_auth: tuple[str, str] | None = None):
+    "Run `cmd` (with `{port}` filled in) until the block ends; yields its base URL once `ready_path` answers 200 (with `ready_auth`, a basic-auth login)."
     import httpx
     port = free_port()
     proc = subprocess.Popen([c.replace("{port}", str(port)) for c in cmd], env={**os.environ, **(env or {})}, cwd=cwd,
@@ -74,7 +75,7 @@ def serve_process(cmd: list[str], ready_path: str = "/ready", env: dict | None =
             if proc.poll() is not None:
                 raise RuntimeError(f"{cmd[0]} exited with {proc.returncode} before it was ready:\n{proc.stdout.read()[-3000:]}")
             try:
-                if httpx.get(url + ready_path, timeout=2).status_code == 200: break
+                if httpx.get(url + ready_path, timeout=2, auth=ready_auth).status_code == 200: break
             except httpx.HTTPError: pass
             if time.monotonic() > deadline: raise TimeoutError(f"{url}{ready_path} did not answer 200 within {timeout:.0f} s")
             time.sleep(0.3)

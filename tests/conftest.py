@@ -1,6 +1,7 @@
 """Shared fixtures: real database servers (skipped with a reason where none runs), a tiny model, and clean settings."""
 import json
 import os
+import shutil
 import uuid
 from types import SimpleNamespace
 
@@ -83,3 +84,25 @@ def pytest_configure(config):
     # schemathesis passes cookies per request, which Starlette's TestClient deprecates; not our code
     config.addinivalue_line("filterwarnings", "ignore:Setting per-request cookies:DeprecationWarning")
     config.addinivalue_line("filterwarnings", "ignore:Use 'content=<...>':DeprecationWarning")
+
+
+# Debian's Chromium and ChromeDriver for the browser tests (test_browser.py, test_dashboard.py)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    "A headless Chromium driven by Selenium through Debian's chromedriver (Selenium Manager downloads nothing)."
+    if not (CHROMIUM and CHROMEDRIVER): pytest.skip("needs Chromium and ChromeDriver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1600"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    yield driver
+    driver.quit()

@@ -2,32 +2,16 @@
 
 Needs Debian's `chromium` and `chromium-driver` (CI installs them); skipped with a reason where they are missing.
 """
-import shutil
 import sys
 
 import pytest
 
 from emailrouter.testing import serve_process
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+from conftest import CHROMEDRIVER, CHROMIUM
+
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="needs Chromium and ChromeDriver (apt-get install chromium chromium-driver)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1600"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)  # an explicit driver: Selenium Manager downloads nothing
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

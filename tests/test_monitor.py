@@ -3,6 +3,7 @@ new user runs: serve -> emailrouter simulate -> feedback -> emailrouter monitor 
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -95,3 +96,47 @@ def test_serve_simulate_feedback_monitor(tiny_model, tmp_path):
     assert "emailrouter_production_accuracy" in text and "emailrouter_estimated_accuracy" in text
     empty = _cli("monitor", "--log-url", f"sqlite:///{tmp_path / 'nothing.db'}")
     assert empty.returncode == 2 and "error:" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_shadow_challenger_scores_traffic_and_feedback_promotes_it(tiny_model, tmp_path):
+    "A @challenger is scored beside the @champion off the request path; feedback that favours it moves @champion."
+    import json
+    from fastapi.testclient import TestClient
+    from mlflow import MlflowClient
+    from emailrouter.core import load_settings
+    from emailrouter.model import ROUTER_FILE
+    from emailrouter.monitor import promote_on_feedback
+    from emailrouter.predlog import read_shadow
+    from emailrouter.registry import log_training, promote
+    from emailrouter.serve import create_app
+    from emailrouter.testing import tiny_encoder
+    other = tiny_encoder(tmp_path / "other", "convbert", labels=tiny_model.data.unique_tags, seed=7)
+    (other / ROUTER_FILE).write_text(json.dumps({"max_length": 64, "truncation": "head"}))
+    s = load_settings(output_dir=tmp_path / "runs", model_name="shadow-test", log_url=f"sqlite:///{tmp_path / 'log.db'}",
+                      log_flush_seconds=0.05, confidence_threshold=0.0)
+    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s); promote(s)    # v1: champion
+    log_training(other, tiny_model.data, {}, {"test_macro_f1": 0.4}, settings=s)                               # v2: challenger only
+    texts = tiny_model.data.frame("test")["text"].tolist()
+    assert len(texts) >= 30
+    with TestClient(create_app(s)) as c:
+        assert c.app.state.shadow.model.version == "2"
+        ids = [c.post("/predict", json={"body": t}).json()["request_id"] for t in texts]
+        for _ in range(100):
+            if len(read_shadow(log_engine(s.log_url))) == len(ids) and c.app.state.recorder.log.flush(1): break
+        shadow = read_shadow(log_engine(s.log_url)).set_index("request_id")
+        assert sorted(shadow.index) == sorted(ids) and set(shadow["model_version"]) == {"2"}
+        for _ in range(100):                                                # counted just after the rows are handed over
+            if f'emailrouter_shadow_total{{outcome="scored"}} {len(ids)}.0' in c.get("/metrics").text: break
+            time.sleep(0.05)
+        else: raise AssertionError([l for l in c.get("/metrics").text.splitlines() if "shadow_total" in l])
+        few = promote_on_feedback(s, min_feedback=10)
+        assert not few["promoted"] and "only 0 shadowed mails have feedback" in few["reason"]
+        for i in ids:                                                       # the agents side with the challenger every time
+            assert c.post("/feedback", json={"request_id": i, "true_queue": shadow.loc[i, "queue"]}).status_code == 200
+    strict = promote_on_feedback(s, margin=1.0, min_feedback=30)                # no gain can clear 100 points
+    assert not strict["promoted"] and "does not clear the margin" in strict["reason"]
+    d = promote_on_feedback(s, margin=0.0, min_feedback=30)
+    row = d["table"].loc["2"]
+    assert row["challenger_accuracy"] == 1.0 and row["champion_accuracy"] == row["agreement"] < 1.0
+    assert d["promoted"], d["reason"]
+    assert str(MlflowClient().get_model_version_by_alias("shadow-test", "champion").version) == "2"
