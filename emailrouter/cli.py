@@ -322,7 +322,7 @@ def cmd_label_issues(args) -> int:
     print(f"{what} of {held} training and validation mail labels written, most doubtful first, to {out}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #c6d0054f
+# %% ../nbs/90_cli.ipynb #d6362db9
 async def _simulate(url: str, mails: pd.DataFrame, rate: float, share: float, delay: float, key: str | None, seed: int,
                     progress: bool) -> dict:
     import asyncio
@@ -397,7 +397,10 @@ def cmd_monitor(args) -> int:
     if df.empty: raise DataError(f"the prediction log at {redact_url(url)} is empty: serve some mail first (emailrouter simulate)")
     scores = period_scores(df, args.freq, by="model_version")
     ref, cur = windows(df, current=timedelta(hours=args.current_hours))
-    est, drift = estimate_accuracy(cur), drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert)
+    from emailrouter.registry import training_queue_shares
+    shares = training_queue_shares(s)           # the serving champion's training split, when the registry has it
+    est = estimate_accuracy(cur)
+    drift = drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert, training_shares=shares)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(f"{len(df)} predictions, {int(df['true_queue'].notna().sum())} with feedback, "
               f"{df['created_at'].min():%Y-%m-%d %H:%M} to {df['created_at'].max():%Y-%m-%d %H:%M} UTC\n")

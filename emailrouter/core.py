@@ -48,7 +48,7 @@ def redact_url(url: str | None) -> str | None:
             return f"{scheme}://{user}:***@{host}"
         return url
 
-# %% ../nbs/00_core.ipynb #f1c85c0f
+# %% ../nbs/00_core.ipynb #05e533f5
 ENV_PREFIX = "EMAILROUTER_"
 DEFAULT_MAX_LENGTH = 128  # tokens per e-mail: a cleaned demo mail has about 64, so few are cut
 DEFAULT_SEED = 42
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     dashboard_username: str | None = Field(None, description="with dashboard_password: the dashboard asks for this login")
     dashboard_password: SecretStr | None = None
     dashboard_refresh_seconds: float = Field(30.0, gt=0, description="the dashboard re-reads the prediction log at most this often")
-    dashboard_drift_sample: int = Field(600, ge=20, description="mails per window the dashboard's text-drift check reads")
+    dashboard_drift_sample: int = Field(300, ge=20, description="mails per window the dashboard's text-drift check reads")
     seed: int = DEFAULT_SEED
     progress: bool = Field(True, description="progress bars for long work")
     output_dir: Path = Path("emailrouter-runs")

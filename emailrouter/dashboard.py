@@ -26,33 +26,47 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'LogCache', 'filtered', 'performance_figure', 'volume_figure', 'confusion_figure', 'confidence_figure',
            'attribution_view', 'production_page', 'attribution_page', 'models_page', 'create_dashboard', 'call']
 
-# %% ../nbs/16_dashboard.ipynb #6cedd714
+# %% ../nbs/16_dashboard.ipynb #4a39f285
 class LogCache:
-    "The prediction log as one frame, re-read at most every `ttl` seconds; `error` says why the last read failed."
+    "The prediction log as one frame: read once, then re-read in the background when older than `ttl` seconds; `error` says why a read failed."
     def __init__(self, url: str | None, ttl: float = 30.0):
         self.url, self.ttl = url, ttl
         self.frame: pd.DataFrame | None = None
         self.read_at = 0.0
         self.error: str | None = None
         self._lock = threading.Lock()
+        self._refreshing = False
+
+    def _read(self) -> tuple[pd.DataFrame | None, str | None]:
+        try:
+            if not self.url: raise RuntimeError("the prediction log is off (EMAILROUTER_LOG_URL is empty)")
+            import sqlalchemy as sa
+            engine = log_engine(self.url)
+            try:
+                if "er_predictions" not in sa.inspect(engine).get_table_names():
+                    return _empty_log(), "no predictions logged yet: serve some mail (emailrouter simulate)"
+                return read_log(engine, with_text=True), None
+            finally: engine.dispose()
+        except Exception as e:
+            msg = f"cannot read the prediction log at {redact_url(self.url)} ({type(e).__name__})"
+            log.warning(msg)
+            return None, msg
+
+    def _refresh(self):
+        frame, error = self._read()
+        with self._lock:
+            if frame is not None: self.frame = frame
+            self.error, self.read_at, self._refreshing = error, time.monotonic(), False
 
     def get(self) -> pd.DataFrame:
+        "The latest frame; a stale one is returned at once while a fresh one is read in the background."
         with self._lock:
-            if self.frame is None or time.monotonic() - self.read_at > self.ttl:
-                try:
-                    if not self.url: raise RuntimeError("the prediction log is off (EMAILROUTER_LOG_URL is empty)")
-                    import sqlalchemy as sa
-                    engine = log_engine(self.url)
-                    try:
-                        if "er_predictions" not in sa.inspect(engine).get_table_names():
-                            self.frame, self.error = _empty_log(), "no predictions logged yet: serve some mail (emailrouter simulate)"
-                        else: self.frame, self.error = read_log(engine, with_text=True), None
-                    finally: engine.dispose()
-                except Exception as e:
-                    self.error = f"cannot read the prediction log at {redact_url(self.url)} ({type(e).__name__})"
-                    log.warning(self.error)
-                    if self.frame is None: self.frame = _empty_log()
-                self.read_at = time.monotonic()
+            if self.frame is None:
+                frame, self.error = self._read()
+                self.frame, self.read_at = (frame if frame is not None else _empty_log()), time.monotonic()
+            elif time.monotonic() - self.read_at > self.ttl and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, daemon=True, name="dashboard-log-refresh").start()
             return self.frame
 
 def _empty_log() -> pd.DataFrame:
@@ -128,7 +142,7 @@ def attribution_view(e) -> html.Div:
                      f" ({e.target_score:.2f}); {e.windows} window(s)"], style={"color": "#555", "fontSize": "13px", "marginBottom": "6px"})
     return html.Div([head, html.Div(spans, style={"lineHeight": "1.9"})], id="attribution-result")
 
-# %% ../nbs/16_dashboard.ipynb #6ae668ae
+# %% ../nbs/16_dashboard.ipynb #a37acb2f
 def _card(label: str, value: str, id: str) -> html.Div:
     return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#666"}), html.Div(value, id=id, style={"fontSize": "22px"})],
                     style={"padding": "8px 14px", "border": "1px solid #ddd", "borderRadius": "6px", "minWidth": "150px"})
@@ -232,8 +246,7 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
     @app.callback([Output("card-mails", "children"), Output("card-accuracy", "children"), Output("card-estimate", "children"),
                    Output("card-auto", "children"), Output("card-review", "children"), Output("card-coverage", "children"),
                    Output("fig-performance", "figure"), Output("fig-volume", "figure"), Output("fig-confusion", "figure"),
-                   Output("queue-table", "children"), Output("drift-table", "children"), Output("fig-confidence", "figure"),
-                   Output("log-status", "children")],
+                   Output("queue-table", "children"), Output("log-status", "children")],
                   [Input("dates", "start_date"), Input("dates", "end_date"), Input("queues", "value"), Input("version", "value"),
                    Input("freq", "value")])
     def production(start, end, queues, version, freq):
@@ -241,15 +254,29 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
         scores = period_scores(df, freq or "D")
         fb = df[df["true_queue"].notna()]
         est = estimate_accuracy(df, n_boot=200)
-        ref, cur = windows(df, current=timedelta(days=1))
-        drift = drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert, text_sample=s.dashboard_drift_sample)
         auto = fb[fb["route"] == fb["queue"]]
         return (f"{len(df):,}", _pct((fb["queue"] == fb["true_queue"]).mean() if len(fb) else None),
                 f"{_pct(est['estimate'])} [{_pct(est['low'])}, {_pct(est['high'])}]",
                 _pct((auto["queue"] == auto["true_queue"]).mean() if len(auto) else None),
                 _pct((df["route"] != df["queue"]).mean() if len(df) else None), _pct(len(fb) / len(df) if len(df) else None),
                 performance_figure(scores), volume_figure(df, freq or "D"), confusion_figure(df),
-                _table(queue_scores(df), "per-queue"), _table(drift, "drift"), confidence_figure(ref, cur), cache.error or "")
+                _table(queue_scores(df), "per-queue"), cache.error or "")
+
+    drift_cache: dict = {}
+
+    @app.callback([Output("drift-table", "children"), Output("fig-confidence", "figure")],
+                  [Input("dates", "start_date"), Input("dates", "end_date"), Input("queues", "value"), Input("version", "value")])
+    def drift(start, end, queues, version):
+        "A callback of its own: the text check takes longest, and the other panels need not wait for it."
+        frame = cache.get()
+        key = (start, end, tuple(queues or ()), version, id(frame))
+        if key not in drift_cache:
+            ref, cur = windows(filtered(frame, start, end, queues, version), current=timedelta(days=1))
+            from emailrouter.registry import training_queue_shares
+            rep = drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert, text_sample=s.dashboard_drift_sample,
+                               training_shares=training_queue_shares(s))
+            drift_cache.clear(); drift_cache[key] = (_table(rep, "drift"), confidence_figure(ref, cur))
+        return drift_cache[key]
 
     @app.callback(Output("pick", "options"), Input("tabs", "value"))
     def pick_options(tab):

@@ -31,13 +31,14 @@ if TYPE_CHECKING: from emailrouter.data import EmailData  # for annotations only
 log = logging.getLogger("emailrouter.registry")
 
 # %% auto #0
-__all__ = ['log', 'CHALLENGER', 'CHAMPION', 'PYFUNC_SIGNATURE', 'INPUT_EXAMPLE', 'quiet_mlflow', 'configure_mlflow',
-           'data_fingerprint', 'git_commit', 'package_versions', 'ModelNotFound', 'ModelURI', 'parse_model_uri',
-           'check_model', 'RouterPyfunc', 'TrackedModel', 'open_run', 'end_run', 'interrupted_run', 'log_training',
-           'promote', 'LoadedModel', 'load_model']
+__all__ = ['log', 'CHALLENGER', 'CHAMPION', 'QUEUE_SHARES', 'PYFUNC_SIGNATURE', 'INPUT_EXAMPLE', 'quiet_mlflow',
+           'configure_mlflow', 'data_fingerprint', 'git_commit', 'package_versions', 'ModelNotFound', 'ModelURI',
+           'parse_model_uri', 'check_model', 'RouterPyfunc', 'TrackedModel', 'open_run', 'end_run', 'interrupted_run',
+           'log_training', 'promote', 'LoadedModel', 'load_model', 'training_queue_shares']
 
-# %% ../nbs/08_registry.ipynb #79624c1e
+# %% ../nbs/08_registry.ipynb #2fcff799
 CHALLENGER, CHAMPION = "challenger", "champion"
+QUEUE_SHARES = "queue_shares.json"   # the training split's share of each queue, logged with every trained model
 
 @contextmanager
 def quiet_mlflow():
@@ -171,7 +172,7 @@ class RouterPyfunc(mlflow.pyfunc.PythonModel):
         res = self.router.route(model_input.where(model_input.notna(), None), top_k=top_k)
         return pd.DataFrame(res, columns=["queue", "score", "top_k"])
 
-# %% ../nbs/08_registry.ipynb #820bb3dd
+# %% ../nbs/08_registry.ipynb #2f9d851f
 @dataclass
 class TrackedModel:
     "Where a training run went in MLflow."
@@ -247,6 +248,8 @@ def log_training(model_dir: str | Path, data: EmailData, params: dict[str, Any],
         mlflow.log_dict({"unique_tags": data.unique_tags, "tag2id": data.tag2id, "id2tag": {str(k): v for k, v in data.id2tag.items()}},
                         "label_maps.json")
         mlflow.log_dict({**data.report.to_dict(), "fingerprint": fp, "unseen_labels": data.unseen_labels}, "data_report.json")
+        train_labels = pd.Series(data.splits["train"]["label"]).map(data.id2tag).value_counts(normalize=True)
+        mlflow.log_dict({q: float(v) for q, v in train_labels.items()}, QUEUE_SHARES)      # what drift in production is measured against
         if predictions and "test" in predictions:
             rep, cm = queue_report(*predictions["test"], data.unique_tags)
             mlflow.log_text(rep.round(4).to_csv(), "per_queue_report.csv")
@@ -325,3 +328,15 @@ def load_model(uri: str, settings: Settings | None = None) -> LoadedModel:
                             f"{str(e).splitlines()[0][:200]}); {_HINT}") from None
     if router.backend != s.serve_backend: router = EmailRouter(router.model_dir, backend=s.serve_backend)
     return LoadedModel(router, uri, ref.name, version, ref.alias, metrics)
+
+# %% ../nbs/08_registry.ipynb #cfb567e5
+def training_queue_shares(settings: Settings | None = None, version: str | None = None) -> dict[str, float] | None:
+    "The training split's queue shares of a registered version (default: @champion); None when they cannot be read."
+    s = settings or load_settings()
+    try:
+        configure_mlflow(s)
+        client = MlflowClient()
+        v = client.get_model_version(s.model_name, version) if version else client.get_model_version_by_alias(s.model_name, CHAMPION)
+        with quiet_mlflow(): return mlflow.artifacts.load_dict(f"runs:/{v.run_id}/{QUEUE_SHARES}")
+    except Exception as e:
+        log.info("no training queue shares for %s (%s)", s.model_name, type(e).__name__); return None

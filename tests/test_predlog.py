@@ -158,3 +158,33 @@ def test_server_predicts_through_an_outage_and_a_kill_loses_only_its_queue(tiny_
         if proc.poll() is None: proc.kill(); proc.wait()
         proxy.stop()
     assert count(url) == 50                                       # the 25 waiting rows are the loss, and all of it
+
+
+def test_sqlite_full_disk_rows_wait_and_are_written_when_there_is_room(tmp_path):
+    "SQLite's 'database or disk is full' (a page limit stands in for the full disk): nothing is lost, nothing corrupted."
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    plog = PredictionLog(url, batch_size=50, flush_seconds=0.05)
+    plog._connect()
+    cap = {"pages": None}
+
+    @sa.event.listens_for(plog.engine, "checkout")
+    def _limit(dbapi_conn, record, proxy):
+        cur = dbapi_conn.cursor()
+        pages = cap["pages"] or 1073741823
+        cur.execute(f"PRAGMA max_page_count = {pages}"); cur.close()
+
+    plog.start()
+    plog.put(rows("before", 50))
+    assert plog.flush(30)
+    with plog.engine.connect() as c: cap["pages"] = c.exec_driver_sql("PRAGMA page_count").scalar()
+    plog.engine.dispose()                                    # new connections get the limit: the disk is full
+    plog.put(rows("full", 200, text="Lang mail om en regning, " * 200))
+    time.sleep(1.5)
+    assert plog.stats["written"] == 50 and plog.stats["write_errors"] >= 1 and plog.pending == 200
+    cap["pages"] = None; plog.engine.dispose()               # space again
+    assert plog.flush(60)
+    st = plog.stop()
+    assert (st["written"], st["lost"], st["rejected"]) == (250, 0, 0) and count(url) == 250
+    e = sa.create_engine(url)
+    with e.connect() as c: assert c.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    e.dispose()
