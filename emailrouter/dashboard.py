@@ -142,7 +142,7 @@ def attribution_view(e) -> html.Div:
                      f" ({e.target_score:.2f}); {e.windows} window(s)"], style={"color": "#555", "fontSize": "13px", "marginBottom": "6px"})
     return html.Div([head, html.Div(spans, style={"lineHeight": "1.9"})], id="attribution-result")
 
-# %% ../nbs/16_dashboard.ipynb #a37acb2f
+# %% ../nbs/16_dashboard.ipynb #d0c05aa6
 def _card(label: str, value: str, id: str) -> html.Div:
     return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#666"}), html.Div(value, id=id, style={"fontSize": "22px"})],
                     style={"padding": "8px 14px", "border": "1px solid #ddd", "borderRadius": "6px", "minWidth": "150px"})
@@ -177,7 +177,7 @@ def production_page(df: pd.DataFrame) -> html.Div:
         dcc.Graph(id="fig-performance"), dcc.Graph(id="fig-volume"),
         html.Div([dcc.Graph(id="fig-confusion", style={"flex": "1"}), html.Div(id="queue-table", style={"flex": "1"})],
                  style={"display": "flex", "gap": "10px", "flexWrap": "wrap"}),
-        html.H4("Drift: the last day against everything before it"),
+        html.H4("Drift: the last day against everything before it (a younger log: its second half against its first)"),
         html.Div(id="drift-table"), dcc.Graph(id="fig-confidence")])
 
 def attribution_page() -> html.Div:

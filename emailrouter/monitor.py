@@ -111,7 +111,7 @@ def text_drift_auc(reference: list[str], current: list[str], max_per_side: int =
     folds = StratifiedKFold(n_splits=min(5, min(len(a), len(b))), shuffle=True, random_state=seed)
     return float(cross_val_score(pipe, X, y, cv=folds, scoring="roc_auc").mean())
 
-# %% ../nbs/15_monitor.ipynb #0682c0f5
+# %% ../nbs/15_monitor.ipynb #c8fe489a
 DRIFT_DEFAULTS = {"psi": 0.2, "ks": 0.1, "auc": 0.7}
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, psi_alert: float = DRIFT_DEFAULTS["psi"],
@@ -143,15 +143,17 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, psi_alert: floa
     return pd.DataFrame(rows).set_index("check")
 
 def windows(df: pd.DataFrame, current: timedelta = timedelta(days=1), reference: timedelta | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "(reference, current): the last `current` of the log, and the `reference` before it (default: everything before)."
+    """(reference, current): the last `current` of the log, and the `reference` before it (default: everything before).
+    A log younger than `current` is cut in two halves in time instead, so that a new deployment can be checked too."""
     if df.empty: return df, df
     end = df["created_at"].max()
     cut = end - current
+    if df["created_at"].min() > cut: cut = df["created_at"].sort_values().iloc[len(df) // 2]
     ref = df[df["created_at"] <= cut]
     if reference is not None: ref = ref[ref["created_at"] > cut - reference]
     return ref, df[df["created_at"] > cut]
 
-# %% ../nbs/15_monitor.ipynb #d60078da
+# %% ../nbs/15_monitor.ipynb #fb6f6c65
 def prometheus_text(scores: pd.DataFrame, estimate: dict[str, float], drift: pd.DataFrame) -> str:
     "The last period's scores, the accuracy estimate and the drift checks in Prometheus' text exposition format."
     lines = []
@@ -162,8 +164,10 @@ def prometheus_text(scores: pd.DataFrame, estimate: dict[str, float], drift: pd.
             lab = ",".join(f'{k}="{str(x).replace(chr(34), "")}"' for k, x in labels.items())
             lines.append(f"emailrouter_{name}{{{lab}}} {float(v):.6g}" if lab else f"emailrouter_{name} {float(v):.6g}")
     last = scores.iloc[-1] if len(scores) else pd.Series(dtype=float)
-    for col in ("accuracy", "macro_f1", "auto_accuracy", "review_share", "coverage"):
-        gauge(f"production_{col}", f"{col} of the last period, on mails with agents' feedback", [({}, last.get(col))])
+    helps = {"accuracy": "accuracy on the mails with agents' feedback", "macro_f1": "macro-F1 on the mails with agents' feedback",
+             "auto_accuracy": "accuracy of the automatically routed mails with feedback", "review_share": "share of mail sent to manual review",
+             "coverage": "share of mail with agents' feedback"}
+    for col, help in helps.items(): gauge(f"production_{col}", f"{help}, last period", [({}, last.get(col))])
     gauge("estimated_accuracy", "accuracy estimated from calibrated scores (current window)", [({}, estimate.get("estimate"))])
     gauge("drift_score", "drift check score (PSI, KS statistic or ROC AUC)", [({"check": c}, r["score"]) for c, r in drift.iterrows()])
     gauge("drift_alert", "1 when a drift check is over its threshold", [({"check": c}, float(r["alert"])) for c, r in drift.iterrows()])
