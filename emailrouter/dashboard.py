@@ -23,8 +23,9 @@ from .text import clean_email
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LogCache', 'filtered', 'performance_figure', 'volume_figure', 'confusion_figure', 'confidence_figure',
-           'attribution_view', 'production_page', 'attribution_page', 'models_page', 'create_dashboard', 'call']
+__all__ = ['log', 'LogCache', 'filtered', 'default_freq', 'performance_figure', 'volume_figure', 'confusion_figure',
+           'confidence_figure', 'attribution_view', 'production_page', 'attribution_page', 'models_page',
+           'create_dashboard', 'call']
 
 # %% ../nbs/16_dashboard.ipynb #4a39f285
 class LogCache:
@@ -77,7 +78,7 @@ def _empty_log() -> pd.DataFrame:
     for c in ("score", "latency_ms", "n_chars"): df[c] = df[c].astype(float)
     return df
 
-# %% ../nbs/16_dashboard.ipynb #c6024638
+# %% ../nbs/16_dashboard.ipynb #a2dc20d0
 def filtered(df: pd.DataFrame, start: str | None = None, end: str | None = None, queues: list[str] | None = None,
              version: str | None = None) -> pd.DataFrame:
     "Rows of the log from `start` to `end` (dates, inclusive), predicted or corrected into `queues`, of model `version`."
@@ -90,14 +91,28 @@ def filtered(df: pd.DataFrame, start: str | None = None, end: str | None = None,
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.2))
 
-def performance_figure(scores: pd.DataFrame) -> go.Figure:
+def _one_period(fig: go.Figure, x, freq: str) -> go.Figure:
+    "A single period is drawn in a window of three periods around it, not on an axis of nanoseconds."
+    if len(x) == 1:
+        step = pd.tseries.frequencies.to_offset(freq)
+        fig.update_xaxes(range=[x[0] - step, x[0] + 2 * step])
+    return fig
+
+def default_freq(df: pd.DataFrame) -> str:
+    "Minutes for a log of a few hours, hours for a few days, else days."
+    if df.empty: return "D"
+    span = df["created_at"].max() - df["created_at"].min()
+    return "min" if span < pd.Timedelta(hours=3) else "h" if span < pd.Timedelta(days=3) else "D"
+
+def performance_figure(scores: pd.DataFrame, freq: str = "D") -> go.Figure:
     "Realised accuracy (feedback), estimated accuracy, auto-routed accuracy and manual-review share per period."
     fig = go.Figure()
     x = scores.index.get_level_values(0)
     for col, name, dash in (("accuracy", "accuracy on feedback", "solid"), ("estimated_accuracy", "estimated accuracy", "dot"),
                             ("auto_accuracy", "accuracy of auto-routed mail", "solid"), ("review_share", "manual-review share", "dash")):
         fig.add_trace(go.Scatter(x=x, y=scores[col], name=name, mode="lines+markers", line=dict(dash=dash)))
-    return fig.update_layout(title="Performance in production", yaxis=dict(range=[0, 1.02], tickformat=".0%"), **_LAYOUT)
+    fig.update_layout(title="Performance in production", yaxis=dict(range=[0, 1.02], tickformat=".0%"), **_LAYOUT)
+    return _one_period(fig, list(x), freq)
 
 def volume_figure(df: pd.DataFrame, freq: str) -> go.Figure:
     "Mails per period, split into auto-routed and manual review, with median and 95th-percentile latency."
@@ -107,10 +122,11 @@ def volume_figure(df: pd.DataFrame, freq: str) -> go.Figure:
     lat = g["latency_ms"].quantile(0.5) if len(df) else pd.Series(dtype=float)
     p95 = g["latency_ms"].quantile(0.95) if len(df) else pd.Series(dtype=float)
     fig = go.Figure([go.Bar(x=n.index, y=auto, name="routed automatically"), go.Bar(x=n.index, y=n - auto, name="manual review"),
-                     go.Scatter(x=lat.index, y=lat, name="median latency (ms)", yaxis="y2", mode="lines"),
-                     go.Scatter(x=p95.index, y=p95, name="95th percentile latency (ms)", yaxis="y2", mode="lines", line=dict(dash="dot"))])
-    return fig.update_layout(title="Mail and latency", barmode="stack", yaxis=dict(title="mails"),
-                             yaxis2=dict(title="ms", overlaying="y", side="right", rangemode="tozero"), **_LAYOUT)
+                     go.Scatter(x=lat.index, y=lat, name="median latency (ms)", yaxis="y2", mode="lines+markers"),
+                     go.Scatter(x=p95.index, y=p95, name="95th percentile latency (ms)", yaxis="y2", mode="lines+markers", line=dict(dash="dot"))])
+    fig.update_layout(title="Mail and latency", barmode="stack", yaxis=dict(title="mails"),
+                      yaxis2=dict(title="ms", overlaying="y", side="right", rangemode="tozero"), **_LAYOUT)
+    return _one_period(fig, list(n.index), freq)
 
 def confusion_figure(df: pd.DataFrame) -> go.Figure:
     "The agents' queue (rows) against the model's (columns), on mails with feedback."
@@ -142,7 +158,7 @@ def attribution_view(e) -> html.Div:
                      f" ({e.target_score:.2f}); {e.windows} window(s)"], style={"color": "#555", "fontSize": "13px", "marginBottom": "6px"})
     return html.Div([head, html.Div(spans, style={"lineHeight": "1.9"})], id="attribution-result")
 
-# %% ../nbs/16_dashboard.ipynb #d0c05aa6
+# %% ../nbs/16_dashboard.ipynb #482881d8
 def _card(label: str, value: str, id: str) -> html.Div:
     return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#666"}), html.Div(value, id=id, style={"fontSize": "22px"})],
                     style={"padding": "8px 14px", "border": "1px solid #ddd", "borderRadius": "6px", "minWidth": "150px"})
@@ -166,8 +182,9 @@ def production_page(df: pd.DataFrame) -> html.Div:
         html.Div([dcc.DatePickerRange(id="dates", start_date=lo, end_date=hi, display_format="YYYY-MM-DD"),
                   dcc.Dropdown(id="queues", options=queues, multi=True, placeholder="all queues", style={"minWidth": "260px"}),
                   dcc.Dropdown(id="version", options=versions, placeholder="all model versions", style={"minWidth": "180px"}),
-                  dcc.RadioItems(id="freq", options=[{"label": "hour", "value": "h"}, {"label": "day", "value": "D"},
-                                                     {"label": "week", "value": "W"}], value="D", inline=True)],
+                  dcc.RadioItems(id="freq", options=[{"label": "minute", "value": "min"}, {"label": "hour", "value": "h"},
+                                                     {"label": "day", "value": "D"}, {"label": "week", "value": "W"}],
+                                 value=default_freq(df), inline=True)],
                  style={"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"}),
         html.Div(id="log-status", style={"color": "#a33", "margin": "6px 0"}),
         html.Div([_card("mails", "–", "card-mails"), _card("accuracy on feedback", "–", "card-accuracy"),
@@ -259,7 +276,7 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
                 f"{_pct(est['estimate'])} [{_pct(est['low'])}, {_pct(est['high'])}]",
                 _pct((auto["queue"] == auto["true_queue"]).mean() if len(auto) else None),
                 _pct((df["route"] != df["queue"]).mean() if len(df) else None), _pct(len(fb) / len(df) if len(df) else None),
-                performance_figure(scores), volume_figure(df, freq or "D"), confusion_figure(df),
+                performance_figure(scores, freq or "D"), volume_figure(df, freq or "D"), confusion_figure(df),
                 _table(queue_scores(df), "per-queue"), cache.error or "")
 
     drift_cache: dict = {}
