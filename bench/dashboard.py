@@ -120,13 +120,14 @@ def main(argv=None):
         start_s = time.perf_counter() - t0
         d = browser()
         card = lambda: d.find_element(By.ID, "card-mails").text
-        times = {"production page": [], "date filter": [], "attribution picker": [], "one explanation": [], "models page": []}
+        times = {"production page": [], "drift panel (after the page)": [], "date filter": [], "attribution picker": [], "one explanation": [], "models page": []}
         for _ in range(args.repeat):
             t = time.perf_counter()
             d.get(base)
             until(lambda: card().replace(",", "").isdigit() and d.find_elements(By.CSS_SELECTOR, "#fig-confusion .heatmaplayer"))
             times["production page"].append(time.perf_counter() - t)
             until(lambda: d.find_elements(By.CSS_SELECTOR, "#drift-table table, #drift-table .dash-table-container"))
+            times["drift panel (after the page)"].append(time.perf_counter() - t - times["production page"][-1])
             shot(d, "production")
             if last_day > first_day:                      # narrow to the last day: the panels must change
                 before = card()

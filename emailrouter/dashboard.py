@@ -158,7 +158,7 @@ def attribution_view(e) -> html.Div:
                      f" ({e.target_score:.2f}); {e.windows} window(s)"], style={"color": "#555", "fontSize": "13px", "marginBottom": "6px"})
     return html.Div([head, html.Div(spans, style={"lineHeight": "1.9"})], id="attribution-result")
 
-# %% ../nbs/16_dashboard.ipynb #482881d8
+# %% ../nbs/16_dashboard.ipynb #44e9a297
 def _card(label: str, value: str, id: str) -> html.Div:
     return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#666"}), html.Div(value, id=id, style={"fontSize": "22px"})],
                     style={"padding": "8px 14px", "border": "1px solid #ddd", "borderRadius": "6px", "minWidth": "150px"})
@@ -281,10 +281,10 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
 
     drift_cache: dict = {}
 
-    @app.callback([Output("drift-table", "children"), Output("fig-confidence", "figure")],
-                  [Input("dates", "start_date"), Input("dates", "end_date"), Input("queues", "value"), Input("version", "value")])
-    def drift(start, end, queues, version):
-        "A callback of its own: the text check takes longest, and the other panels need not wait for it."
+    @app.callback([Output("drift-table", "children"), Output("fig-confidence", "figure")], Input("log-status", "children"),
+                  [State("dates", "start_date"), State("dates", "end_date"), State("queues", "value"), State("version", "value")])
+    def drift(_, start, end, queues, version):
+        "Runs after the other panels (it waits for their status line): the text check takes longest and must not slow them."
         frame = cache.get()
         key = (start, end, tuple(queues or ()), version, id(frame))
         if key not in drift_cache:
@@ -292,7 +292,8 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
             from emailrouter.registry import training_queue_shares
             rep = drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert, text_sample=s.dashboard_drift_sample,
                                training_shares=training_queue_shares(s))
-            drift_cache.clear(); drift_cache[key] = (_table(rep, "drift"), confidence_figure(ref, cur))
+            if len(drift_cache) >= 16: drift_cache.pop(next(iter(drift_cache)))      # the 16 latest views
+            drift_cache[key] = (_table(rep, "drift"), confidence_figure(ref, cur))
         return drift_cache[key]
 
     @app.callback(Output("pick", "options"), Input("tabs", "value"))
