@@ -20,7 +20,7 @@ __all__ = ['log', 'DRIFT_DEFAULTS', 'period_scores', 'queue_scores', 'feedback_c
            'psi', 'text_drift_auc', 'drift_report', 'windows', 'prometheus_text', 'shadow_comparison',
            'promote_on_feedback']
 
-# %% ../nbs/15_monitor.ipynb #f2216719
+# %% ../nbs/15_monitor.ipynb #2470e100
 def _scores(g: pd.DataFrame) -> dict[str, float]:
     fb = g[g["true_queue"].notna()]
     auto = fb[fb["route"] == fb["queue"]]
@@ -42,10 +42,11 @@ def period_scores(df: pd.DataFrame, freq: str = "D", by: str | None = None) -> p
     if df.empty: return pd.DataFrame(columns=list(_scores(df.iloc[:0]).keys()))
     codes, _ = pd.factorize(pd.concat([df["queue"], df["true_queue"]]), use_na_sentinel=True)
     df = df.assign(_p=codes[:len(df)], _t=codes[len(df):])       # queue names as integers: scoring many periods stays fast
-    keys = [pd.Grouper(key="created_at", freq=freq)] + ([by] if by else [])
-    rows = {k: _scores(g) for k, g in df.groupby(keys, dropna=False) if len(g)}
+    period = pd.Grouper(key="created_at", freq=freq)
+    rows = {k: _scores(g) for k, g in df.groupby([period, by] if by else period, dropna=False) if len(g)}
     out = pd.DataFrame.from_dict(rows, orient="index")
-    out.index.names = ["period"] + ([by] if by else [])
+    if by: out.index = pd.MultiIndex.from_tuples(out.index, names=["period", by])
+    else: out.index.name = "period"
     return out
 
 # %% ../nbs/15_monitor.ipynb #9e3d406b
