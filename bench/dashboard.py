@@ -152,7 +152,7 @@ def main(argv=None):
             shot(d, "models")
         d.quit()
     result = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "predictions": args.n,
-              "log_write_seconds": write_s, "dashboard_start_seconds": start_s, "model": "tiny random ConvBERT" if "tiny" in model else model,
+              "log_write_seconds": write_s, "dashboard_start_seconds": start_s, "model": "tiny random ConvBERT" if "tiny" in model else (model if "://" in model else f"model folder {Path(model).name}"),
               "seconds_median": {k: float(np.median(v)) for k, v in times.items() if v}, "seconds_all": times}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
