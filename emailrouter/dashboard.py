@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'LogCache', 'filtered', 'default_freq', 'performance_figure', 'volume_figure', 'confusion_figure',
            'confidence_figure', 'attribution_view', 'production_page', 'attribution_page', 'models_page',
-           'create_dashboard', 'call']
+           'create_dashboard']
 
 # %% ../nbs/16_dashboard.ipynb #4a39f285
 class LogCache:
@@ -358,14 +358,3 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
 
     app.server.config["emailrouter_cache"] = cache
     return app
-
-# %% ../nbs/16_dashboard.ipynb #2f5e6356
-def call(app: Dash, outputs: str, inputs: list[dict], state: list[dict] | None = None) -> dict:
-    "Run one of `app`'s callbacks as the browser would (POST /_dash-update-component); returns the response's outputs."
-    web = app.server.test_client()
-    parts = [p.rsplit(".", 1) for p in outputs.strip(".").split("...")]
-    outs = [{"id": i, "property": p} for i, p in parts]
-    r = web.post("/_dash-update-component", json={"output": outputs, "outputs": outs if len(outs) > 1 else outs[0], "inputs": inputs, "state": state or [],
-                                                   "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"]})
-    if r.status_code != 200: raise RuntimeError(f"callback {outputs} answered {r.status_code}: {r.get_data(as_text=True)[:300]}")
-    return r.get_json()["response"]

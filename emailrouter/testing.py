@@ -16,7 +16,7 @@ from pathlib import Path
 from .core import Settings, load_settings, offline_base_model, quiet_libraries
 
 # %% auto #0
-__all__ = ['tiny_encoder', 'scratch_settings', 'free_port', 'ServedUrl', 'serve_process', 'TcpProxy']
+__all__ = ['tiny_encoder', 'scratch_settings', 'free_port', 'ServedUrl', 'serve_process', 'TcpProxy', 'call']
 
 # %% ../nbs/06_testing.ipynb #3f99d599
 def tiny_encoder(folder: str | Path, arch: str = "convbert", labels: list[str] | None = None, seed: int = 0) -> Path:
@@ -140,3 +140,14 @@ class TcpProxy:
             try: c.shutdown(socket.SHUT_RDWR)
             except OSError: pass
             c.close()
+
+# %% ../nbs/06_testing.ipynb #e6381453
+def call(app, outputs: str, inputs: list[dict], state: list[dict] | None = None) -> dict:
+    "Run one of a Dash `app`'s callbacks as the browser would (POST /_dash-update-component); returns the response's outputs."
+    web = app.server.test_client()
+    parts = [p.rsplit(".", 1) for p in outputs.strip(".").split("...")]
+    outs = [{"id": i, "property": p} for i, p in parts]
+    r = web.post("/_dash-update-component", json={"output": outputs, "outputs": outs if len(outs) > 1 else outs[0], "inputs": inputs, "state": state or [],
+                                                   "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"]})
+    if r.status_code != 200: raise RuntimeError(f"callback {outputs} answered {r.status_code}: {r.get_data(as_text=True)[:300]}")
+    return r.get_json()["response"]
