@@ -31,7 +31,7 @@ log = logging.getLogger("emailrouter.train")
 
 # %% auto #0
 __all__ = ['log', 'BertParams', 'gpu_training_args', 'device_setup', 'class_weights', 'StopOnNaN', 'MlflowLive', 'RouterTrainer',
-           'TrainResult', 'tokenize_splits', 'train']
+           'TrainResult', 'tokenize_splits', 'last_complete_checkpoint', 'train']
 
 # %% ../nbs/09_train.ipynb #4e11c3e9
 @dataclass
@@ -131,7 +131,7 @@ class MlflowLive(TrainerCallback):
             self.broken = True
             log.warning("live tracking to MLflow stopped (%s); training goes on", type(e).__name__)
 
-# %% ../nbs/09_train.ipynb #693369cc
+# %% ../nbs/09_train.ipynb #afcfe6ef
 class RouterTrainer(Trainer):
     "`Trainer` whose loss applies class weights and label smoothing."
     def __init__(self, *args, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0, **kwargs):
@@ -188,6 +188,18 @@ def tokenize_splits(data: EmailData, tokenizer, params: BertParams):
     cols = data.splits["train"].column_names
     return data.splits.map(fn, batched=True, remove_columns=[c for c in cols if c != "label"], desc="tokenising")
 
+def last_complete_checkpoint(folder: str | Path) -> str | None:
+    """The newest checkpoint in `folder` that was written to the end: its `trainer_state.json`, which the Trainer writes
+    last, reads as JSON. A checkpoint half-written when the run was stopped is skipped, with a warning."""
+    def step(p: Path) -> int:
+        tail = p.name.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+    for c in sorted(Path(folder).glob("checkpoint-*"), key=step, reverse=True):
+        try:
+            json.loads((c / "trainer_state.json").read_text()); return str(c)
+        except (OSError, ValueError): log.warning("skipping %s: it was not written to the end (the run stopped while saving)", c.name)
+    return None
+
 def train(data: EmailData, params: BertParams | None = None, settings: Settings | None = None, base_model: str | None = None,
           output_dir: str | Path | None = None, max_steps: int | None = None, onnx: bool = True, baseline: bool = True,
           evaluate_test: bool = True, calibrate_model: bool = True, callbacks: list[TrainerCallback] | None = None,
@@ -238,8 +250,7 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
         if not s.progress: trainer.remove_callback(PrinterCallback)  # without bars, the Trainer would print every log entry
 
         t = time.perf_counter()
-        from transformers.trainer_utils import get_last_checkpoint
-        last = get_last_checkpoint(str(out / "checkpoints")) if resume and (out / "checkpoints").is_dir() else None
+        last = last_complete_checkpoint(out / "checkpoints") if resume and (out / "checkpoints").is_dir() else None
         if resume: log.info("resuming from %s", Path(last).name if last else "the start (no checkpoint was written)")
         result = trainer.train(resume_from_checkpoint=last)
         seconds = time.perf_counter() - t

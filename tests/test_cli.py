@@ -107,7 +107,7 @@ def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
     p = subprocess.Popen([*EXE, "train", "demo:400", "--epochs", "12", "--patience", "0", "--batch-size", "8", "--max-length", "32"],
                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "runs" / "train").glob("*/checkpoints/checkpoint-*")):   # stop it once it has saved a checkpoint
+    while not list((tmp_path / "runs" / "train").glob("*/checkpoints/checkpoint-*/trainer_state.json")):   # once a checkpoint is complete
         assert p.poll() is None, p.stdout.read()
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.1)
