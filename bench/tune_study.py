@@ -7,7 +7,7 @@ split), in one process and on the same split:
   3. `emailrouter.tune.tune` with the default search space, median pruning and validation macro-F1, for --budget-min;
   4. the best trial's configuration retrained from scratch.
 The held-out test split is scored only in 1, 2 and 4. Results go to OUT/<name>-results.json and the study's trials to
-OUT/<name>-study.json (enough to rebuild the study in memory for its figures: `load_study_json`).
+OUT/<name>-study.json (each trial's state, values, parameters, distributions and per-epoch scores).
 
     python bench/tune_study.py --datasets banking77 --budget-min 30          # a CPU study (about 5 trials on 2 cores)
     python bench/tune_study.py --datasets banking77,demo --budget-min 4,2     # on a GPU
@@ -66,7 +66,7 @@ def fit(data, params, s, base, folder):
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     res = train(data, params, settings=s, base_model=base, output_dir=folder, onnx=False, baseline=False, callbacks=[clock])
     m = res.metrics
-    return {"params": {k: v for k, v in res.params.flat().items()}, "device": res.device, "precision": res.precision,
+    return {"params": res.params.flat(), "device": res.device, "precision": res.precision,
             "train_seconds": res.train_seconds, "train_samples_per_second": res.train_samples_per_second,
             "epochs_run": float(res.trainer.state.epoch), "evaluations": clock.points,
             "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
@@ -85,22 +85,6 @@ def study_json(study):
                        "seconds": (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None})
     return {"study_name": study.study_name, "directions": [d.name for d in study.directions],
             "user_attrs": dict(study.user_attrs), "trials": trials}
-
-
-def load_study_json(path):
-    "An in-memory Optuna study rebuilt from `study_json` output (for figures and tables)."
-    d = json.loads(Path(path).read_text())
-    study = optuna.create_study(study_name=d["study_name"], directions=[x.lower() for x in d["directions"]])
-    for k, v in d["user_attrs"].items(): study.set_user_attr(k, v)
-    for t in d["trials"]:
-        if t["state"] not in ("COMPLETE", "PRUNED", "FAIL"): continue
-        state = optuna.trial.TrialState[t["state"]]
-        study.add_trial(optuna.trial.create_trial(
-            state=state, values=t["values"] if state == optuna.trial.TrialState.COMPLETE else None, params=t["params"],
-            distributions={k: optuna.distributions.json_to_distribution(v) for k, v in t["distributions"].items()},
-            intermediate_values={int(k): v for k, v in t["intermediate_values"].items()},
-            user_attrs={**t["user_attrs"], "seconds": t["seconds"]}))
-    return study
 
 
 def run(name, out, budget_s, base_model, smoke=False, runs=None, banking77=BANKING77):

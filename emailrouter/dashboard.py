@@ -158,7 +158,7 @@ def attribution_view(e) -> html.Div:
                      f" ({e.target_score:.2f}); {e.windows} window(s)"], style={"color": "#555", "fontSize": "13px", "marginBottom": "6px"})
     return html.Div([head, html.Div(spans, style={"lineHeight": "1.9"})], id="attribution-result")
 
-# %% ../nbs/16_dashboard.ipynb #44e9a297
+# %% ../nbs/16_dashboard.ipynb #059baf88
 def _card(label: str, value: str, id: str) -> html.Div:
     return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#666"}), html.Div(value, id=id, style={"fontSize": "22px"})],
                     style={"padding": "8px 14px", "border": "1px solid #ddd", "borderRadius": "6px", "minWidth": "150px"})
@@ -198,6 +198,7 @@ def production_page(df: pd.DataFrame) -> html.Div:
         html.Div(id="drift-table"), dcc.Graph(id="fig-confidence")])
 
 def attribution_page() -> html.Div:
+    "The attribution checker: a logged mail (picker) or a pasted one, the Explain button and an optional contrast queue."
     return html.Div([
         html.P("Pick a logged mail (misrouted first) or paste one; the model's view of it is shown, cleaned and masked."),
         dcc.Dropdown(id="pick", placeholder="a logged mail ...", style={"marginBottom": "8px"}),

@@ -120,7 +120,7 @@ def prediction_row(request_id: str, text: str, answer: dict[str, Any], model_nam
             "language": language, "text": text if keep_text else None,
             "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
-# %% ../nbs/13_predlog.ipynb #38b9cd6e
+# %% ../nbs/13_predlog.ipynb #ea98fe49
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
 
 class PredictionLog:
@@ -164,6 +164,7 @@ class PredictionLog:
         if now - self._last_warning > 10: log.warning(msg); self._last_warning = now
 
     def start(self) -> "PredictionLog":
+        "Start the writer thread; the database is opened (and migrated) by it, so a database that is down does not stop this."
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
         log.info("prediction log: %s", redact_url(self.url))

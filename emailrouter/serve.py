@@ -278,7 +278,7 @@ class ModelHolder:
         "Probabilities for cleaned `texts` and the model that produced them; `QueueFull` when overloaded."
         return await self.batcher.submit(texts)
 
-# %% ../nbs/14_serve.ipynb #98515339
+# %% ../nbs/14_serve.ipynb #5d1ac7a8
 def _enrich(rows: list[dict]):
     "In the writer thread: token counts, truncation and language of logged rows."
     for r in rows:
@@ -298,10 +298,12 @@ class Recorder:
         self._engine = None
 
     def start(self):
+        "Start the log's writer and export its counts in /metrics."
         if self.log is None: log.info("prediction log off (EMAILROUTER_LOG_URL is empty)"); return
         self.log.start(); self.metrics.watch(self.log)
 
     def stop(self):
+        "Write what waits (5 s at most) and log what became of every row."
         if self.log is None: return
         st = self.log.stop(timeout=5)
         log.info("prediction log closed: %s", ", ".join(f"{k} {v}" for k, v in st.items()))
@@ -309,6 +311,7 @@ class Recorder:
 
     def record(self, ids: list[str], texts: list[str], answers: list[Prediction], languages: list[str | None],
                m: LoadedModel, latency_ms: float):
+        "Hand one row per answer to the log's queue; never raises, never blocks."
         if self.log is None: return
         try:
             keep = self.settings.log_text == "masked"
@@ -334,7 +337,7 @@ class Recorder:
         self.metrics.feedback.labels(source=source).inc()
         return out
 
-# %% ../nbs/14_serve.ipynb #f5a93afc
+# %% ../nbs/14_serve.ipynb #3e5a904a
 class Shadow:
     "Scores a share of the traffic with a challenger, off the request path, into the log's er_shadow table."
     def __init__(self, settings: Settings, metrics: Metrics, recorder: "Recorder"):
@@ -346,6 +349,7 @@ class Shadow:
         self._rng = random.Random(settings.seed)
 
     async def start(self, champion: LoadedModel):
+        "Load the shadow model when there is one other than `champion`, and start scoring."
         s = self.settings
         if not s.shadow_uri or s.shadow_share <= 0 or self.recorder.log is None: return
         try: m = await asyncio.get_running_loop().run_in_executor(None, load_model, s.shadow_uri, s)
@@ -383,6 +387,7 @@ class Shadow:
             except Exception as e: log.warning("shadow scoring failed (%s)", type(e).__name__)
 
     async def stop(self):
+        "Stop scoring; answers still queued for the shadow are dropped (they were never on the request path)."
         if self._task: self._task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
