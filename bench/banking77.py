@@ -10,7 +10,6 @@ and scored on the same splits in this one process; the results go to stdout and 
 """
 import argparse
 import json
-import logging
 import os
 import platform
 import sys

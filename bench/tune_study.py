@@ -7,10 +7,12 @@ split), in one process and on the same split:
   3. `emailrouter.tune.tune` with the default search space, median pruning and validation macro-F1, for --budget-min;
   4. the best trial's configuration retrained from scratch.
 The held-out test split is scored only in 1, 2 and 4. Results go to OUT/<name>-results.json and the study's trials to
-OUT/<name>-study.json (each trial's state, values, parameters, distributions and per-epoch scores).
+OUT/<name>-study.json (<name>-pareto-... with --latency) (each trial's state, values, parameters, distributions and per-epoch scores).
 
     python bench/tune_study.py --datasets banking77 --budget-min 30          # a CPU study (about 5 trials on 2 cores)
     python bench/tune_study.py --datasets banking77,demo --budget-min 4,2     # on a GPU
+    python bench/tune_study.py --datasets demo --budget-min 45 --latency --space latency --skip-defaults
+        # accuracy vs CPU latency on the demo inbox: a Pareto front over input length, learning rate and epochs
 """
 import argparse
 import json
@@ -87,7 +89,17 @@ def study_json(study):
             "user_attrs": dict(study.user_attrs), "trials": trials}
 
 
-def run(name, out, budget_s, base_model, smoke=False, runs=None, banking77=BANKING77):
+def latency_space(trial):
+    """A search space for the accuracy/latency trade-off on 2 CPU cores: input length (what latency depends on), and the few
+    knobs that decide accuracy at a given length, with short schedules so that a study on 2 cores sees several lengths."""
+    return {"max_length": trial.suggest_categorical("max_length", [32, 64, 128, 256]),
+            "truncation": trial.suggest_categorical("truncation", ["head", "head_tail"]),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-4, 4e-4, log=True),
+            "epochs": trial.suggest_int("epochs", 2, 3)}
+
+
+def run(name, out, budget_s, base_model, smoke=False, runs=None, banking77=BANKING77, latency=False, space=None,
+        skip_defaults=False):
     runs = runs or out
     s, data = dataset(name, runs, base_model, banking77)
     if smoke:   # a quick check of the whole path: a few hundred rows
@@ -96,23 +108,26 @@ def run(name, out, budget_s, base_model, smoke=False, runs=None, banking77=BANKI
     base = s.base_model
     res = {"dataset": name, "rows": {k: len(v) for k, v in data.splits.items()}, "labels": len(data.unique_tags),
            "budget_seconds": budget_s, "base_model": Path(base).name}
-    save = lambda: (out / f"{name}-results.json").write_text(json.dumps(res, indent=2, default=str))
+    tag = f"{name}-pareto" if latency else name
+    save = lambda: (out / f"{tag}-results.json").write_text(json.dumps(res, indent=2, default=str))
     t = baseline_scores(data)
     res["tfidf_lr"] = {"validation": {"accuracy": t["validation_accuracy"], "macro_f1": t["validation_macro_f1"]},
                        "test": {"accuracy": t["test_accuracy"], "macro_f1": t["test_macro_f1"]}, "fit_seconds": t["fit_seconds"]}
     log.info("%s: TF-IDF + LR test accuracy %.4f", name, t["test_accuracy"]); save()
     # the untuned defaults: as `emailrouter train` runs them (BANKING77's queries are short: 64 tokens, as the analysis notebook)
-    defaults = BertParams.from_data(data, s, **({"max_length": 64} if name == "banking77" else {}))
-    res["defaults"] = fit(data, defaults, s, base, runs / name / "defaults")
-    target = res["tfidf_lr"]["validation"]["accuracy"]
-    res["defaults"]["seconds_to_baseline_validation_accuracy"] = next(
-        (p["seconds"] for p in res["defaults"]["evaluations"] if (p["accuracy"] or 0) >= target), None)
-    log.info("%s: defaults test accuracy %.4f in %.0f s", name, res["defaults"]["test"]["accuracy"], res["defaults"]["train_seconds"]); save()
+    if not skip_defaults:
+        defaults = BertParams.from_data(data, s, **({"max_length": 64} if name == "banking77" else {}))
+        res["defaults"] = fit(data, defaults, s, base, runs / name / "defaults")
+        target = res["tfidf_lr"]["validation"]["accuracy"]
+        res["defaults"]["seconds_to_baseline_validation_accuracy"] = next(
+            (p["seconds"] for p in res["defaults"]["evaluations"] if (p["accuracy"] or 0) >= target), None)
+        log.info("%s: defaults test accuracy %.4f in %.0f s", name, res["defaults"]["test"]["accuracy"], res["defaults"]["train_seconds"]); save()
     t0 = time.perf_counter()
-    r = tune(data, s, n_trials=1000, timeout=budget_s, study_name=f"{name}-study")
+    study = f"{tag}-study"
+    r = tune(data, s, n_trials=1000, timeout=budget_s, study_name=study, latency=latency, hp_space=space)
     res["study"] = {"seconds": time.perf_counter() - t0, "trials": len(r.study.trials),
                     "states": trials_frame(r.study)["state"].value_counts().to_dict()}
-    (out / f"{name}-study.json").write_text(json.dumps(study_json(r.study), indent=1, default=str)); save()
+    (out / f"{study}.json").write_text(json.dumps(study_json(r.study), indent=1, default=str)); save()
     best = best_params(r.study)
     params, base_best = params_for(data, best, s)
     res["tuned"] = {"trial": best["trial"], "validation_in_study": best["values"][0],
@@ -130,6 +145,10 @@ def main(argv=None):
     p.add_argument("--banking77", default=str(BANKING77), help="BANKING77 train.csv")
     p.add_argument("--runs", default=None, help="where models, MLflow and the study database go (default: --out)")
     p.add_argument("--smoke", action="store_true", help="a few hundred rows per split, to check the path end to end")
+    p.add_argument("--latency", action="store_true", help="a second objective, CPU ms per mail with the serving backend (Pareto)")
+    p.add_argument("--space", choices=["default", "latency"], default="default",
+                   help="the search space: emailrouter's default, or input length, learning rate and epochs only")
+    p.add_argument("--skip-defaults", action="store_true", help="do not fine-tune the untuned defaults (already measured)")
     args = p.parse_args(argv)
     setup_logging("INFO")
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +159,8 @@ def main(argv=None):
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "versions": package_versions()}
     (out / "machine.json").write_text(json.dumps(machine, indent=2))
     for name, budget in zip(names, budgets):
-        try: run(name, out, budget, args.base_model, args.smoke, Path(args.runs) if args.runs else None, args.banking77)
+        try: run(name, out, budget, args.base_model, args.smoke, Path(args.runs) if args.runs else None, args.banking77,
+                 args.latency, latency_space if args.space == "latency" else None, args.skip_defaults)
         except Exception: log.exception("%s failed", name)     # the next dataset still runs; the results file says how far it got
     return 0
 

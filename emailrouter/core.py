@@ -48,7 +48,7 @@ def redact_url(url: str | None) -> str | None:
             return f"{scheme}://{user}:***@{host}"
         return url
 
-# %% ../nbs/00_core.ipynb #05e533f5
+# %% ../nbs/00_core.ipynb #6de4d2b1
 ENV_PREFIX = "EMAILROUTER_"
 DEFAULT_MAX_LENGTH = 128  # tokens per e-mail: a cleaned demo mail has about 64, so few are cut
 DEFAULT_SEED = 42
@@ -95,7 +95,10 @@ class Settings(BaseSettings):
     # serving
     model_uri: str | None = Field(None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder")
     api_key: SecretStr | None = Field(None, description="if set, required on prediction and admin routes")
-    serve_backend: Literal["torch", "onnx"] = "torch"
+    serve_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="auto: the ONNX variant the export gate kept, else PyTorch (logging why)")
+    batch_tokens: int = Field(1024, ge=16, description="padded tokens per model call; texts are sorted by length and cut by it")
+    inference_threads: int = Field(0, ge=0, description="threads per ONNX Runtime call (0: one per core)")
     confidence_threshold: float | None = Field(None, ge=0, le=1, description="one threshold for every queue, instead of the model's own")
     target_accuracy: float = Field(0.95, gt=0, le=1, description="accuracy the automatically routed mail must reach (thresholds)")
     min_queue_support: int = Field(30, ge=1, description="validation mails a queue needs for a threshold of its own")

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['log', 'access_log', 'Text', 'REQUEST_ID', 'WARMUP_EMAIL', 'feedback', 'ops', 'admin', 'QueueFull', 'MicroBatcher',
            'Email', 'EmailLax', 'QueueScore', 'ModelRef', 'Prediction', 'BatchIn', 'BatchInLax', 'BatchOut',
-           'FeedbackIn', 'FeedbackOut', 'Problem', 'Metrics', 'ModelHolder', 'Recorder', 'Shadow', 'guard_body',
-           'track_request', 'holder', 'require_key', 'route_emails', 'predict_router', 'post_feedback', 'health',
-           'ready', 'model_info', 'prometheus', 'admin_reload', 'create_app', 'app_from_environment']
+           'FeedbackIn', 'FeedbackOut', 'Problem', 'Metrics', 'ModelHolder', 'Recorder', 'Shadow', 'RequestMiddleware',
+           'holder', 'require_key', 'route_emails', 'predict_router', 'post_feedback', 'health', 'ready', 'model_info',
+           'prometheus', 'admin_reload', 'create_app', 'app_from_environment']
 
 # %% ../nbs/14_serve.ipynb #6f6cc3e2
 # no `from __future__ import annotations` here: FastAPI must see the real request-model classes, not their names
@@ -391,45 +391,70 @@ class Shadow:
         if self._task: self._task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-# %% ../nbs/14_serve.ipynb #91fe0bc0
+# %% ../nbs/14_serve.ipynb #6c5bd8a3
 def _problem(status: int, error: str, detail: Any = None) -> JSONResponse:
     return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status)
 
-async def guard_body(request: Request, call_next):
-    "Refuse POST bodies over the configured size (413) or not valid UTF-8 (400) before anything parses them."
-    if request.method != "POST": return await call_next(request)
-    s: Settings = request.app.state.settings
-    limit = s.max_body_bytes * (s.max_batch_items if request.url.path.endswith("/batch") else 1) + 16_384
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit: return _problem(413, f"request body over {limit} bytes")
-    raw = await request.body()
-    if len(raw) > limit: return _problem(413, f"request body over {limit} bytes")
-    try: raw.decode("utf-8")
-    except UnicodeDecodeError: return _problem(400, "request body is not valid UTF-8")
-    return await call_next(request)
+class RequestMiddleware:
+    "Request id, body limits, Prometheus counts and latency, one JSON access-log line; unexpected errors become a JSON 500."
+    def __init__(self, app, state):
+        self.app, self.state = app, state      # state: the FastAPI app's state (settings, metrics, holder)
 
-async def track_request(request: Request, call_next):
-    "Request id, Prometheus counts and latency, one JSON access-log line; unexpected errors become a JSON 500."
-    rid = request.headers.get("x-request-id") or ""
-    if not re.match(REQUEST_ID, rid): rid = uuid.uuid4().hex   # a caller's id is kept only when it is a safe, short token
-    t = time.perf_counter()
-    request.state.request_id, request.state.log = rid, {}
-    try: response = await call_next(request)
-    except Exception:
-        log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, rid)
-        response = _problem(500, "internal error", {"request_id": rid})
-    route = request.scope.get("route")
-    path = route.path if route is not None else "unmatched"
-    dt = time.perf_counter() - t
-    metrics: Metrics = request.app.state.metrics
-    metrics.requests.labels(route=path, status=str(response.status_code)).inc()
-    metrics.latency.labels(route=path).observe(dt)
-    response.headers["X-Request-ID"] = rid
-    m = request.app.state.holder.model
-    access_log.info(json.dumps({"request_id": rid, "method": request.method, "route": path, "status": response.status_code,
-                                "latency_ms": round(dt * 1000, 2), "model_version": m.version if m else None,
-                                **request.state.log}, ensure_ascii=False))
-    return response
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        t, headers = time.perf_counter(), dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        if not re.match(REQUEST_ID, rid): rid = uuid.uuid4().hex   # a caller's id is kept only when it is a safe, short token
+        scope.setdefault("state", {}).update(request_id=rid, log={})
+        status = 500
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+        try:
+            refused, receive = await self._guard(scope, headers, receive)
+            if refused is not None: await refused(scope, receive, send_with_id)
+            else: await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error in %s %s (request %s)", scope["method"], scope["path"], rid)
+            if status == 500: await _problem(500, "internal error", {"request_id": rid})(scope, receive, send_with_id)
+        route = scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        dt = time.perf_counter() - t
+        metrics: Metrics = self.state.metrics
+        metrics.requests.labels(route=path, status=str(status)).inc()
+        metrics.latency.labels(route=path).observe(dt)
+        m = self.state.holder.model
+        access_log.info(json.dumps({"request_id": rid, "method": scope["method"], "route": path, "status": status,
+                                    "latency_ms": round(dt * 1000, 2), "model_version": m.version if m else None,
+                                    **scope["state"]["log"]}, ensure_ascii=False))
+
+    async def _guard(self, scope, headers, receive):
+        "(a refusal response or None, the receive to hand on): a POST body is read whole, checked, and replayed."
+        if scope["method"] != "POST": return None, receive
+        s: Settings = self.state.settings
+        limit = s.max_body_bytes * (s.max_batch_items if scope["path"].endswith("/batch") else 1) + 16_384
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit: return _problem(413, f"request body over {limit} bytes"), receive
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request": return None, receive   # the client went away; the app sees it
+            chunks.append(message.get("body", b"")); size += len(chunks[-1])
+            if size > limit: return _problem(413, f"request body over {limit} bytes"), receive
+            if not message.get("more_body"): break
+        body = b"".join(chunks)
+        try: body.decode("utf-8")
+        except UnicodeDecodeError: return _problem(400, "request body is not valid UTF-8"), receive
+        sent = False
+        async def replay():
+            nonlocal sent
+            if sent: return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return None, replay
 
 def _validation_problems(exc: RequestValidationError) -> list[dict]:
     "Pydantic errors as {field, problem}, without echoing the input (it may hold personal data)."
@@ -446,10 +471,10 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
 async def _http_error(request: Request, exc: HTTPException):
     return _problem(exc.status_code, str(exc.detail), None)
 
-# %% ../nbs/14_serve.ipynb #0ff12566
-def holder(request: Request) -> ModelHolder: return request.app.state.holder
+# %% ../nbs/14_serve.ipynb #7af51d1e
+async def holder(request: Request) -> ModelHolder: return request.app.state.holder
 
-def require_key(request: Request):
+async def require_key(request: Request):
     "Check `X-API-Key` or `Authorization: Bearer` against EMAILROUTER_API_KEY (when set), in constant time."
     key = request.app.state.settings.api_key
     if key is None: return
@@ -543,7 +568,8 @@ async def model_info(request: Request, h: ModelHolder = Depends(holder)):
     return {"name": m.name, "version": m.version, "alias": m.alias, "uri": redact_url(m.uri), "labels": m.labels,
             "metrics": m.metrics, "temperature": m.router.temperature, "thresholds": m.router.thresholds,
             "threshold_override": s.confidence_threshold, "review_queue": s.review_queue, "top_k": s.top_k,
-            "max_length": m.router.max_length, "truncation": m.router.truncation, "backend": m.router.backend}
+            "max_length": m.router.max_length, "truncation": m.router.truncation, "backend": m.router.backend,
+            "variant": m.router.variant}
 
 @ops.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 async def prometheus(request: Request):
@@ -557,7 +583,7 @@ async def admin_reload(h: ModelHolder = Depends(holder)):
     except ModelNotFound as e: raise HTTPException(409, f"reload failed, still serving the old model: {e}") from None
     return {"status": "reloaded", **info}
 
-# %% ../nbs/14_serve.ipynb #a988eb20
+# %% ../nbs/14_serve.ipynb #67f698e2
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     await app.state.holder.start()
@@ -582,8 +608,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if s.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-    app.middleware("http")(guard_body)
-    app.middleware("http")(track_request)  # added last: outermost, so it also sees what the guard refuses
+    app.add_middleware(RequestMiddleware, state=app.state)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(predict_router(s.strict_input))

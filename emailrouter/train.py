@@ -131,7 +131,7 @@ class MlflowLive(TrainerCallback):
             self.broken = True
             log.warning("live tracking to MLflow stopped (%s); training goes on", type(e).__name__)
 
-# %% ../nbs/09_train.ipynb #afcfe6ef
+# %% ../nbs/09_train.ipynb #b4297f8e
 class RouterTrainer(Trainer):
     "`Trainer` whose loss applies class weights and label smoothing."
     def __init__(self, *args, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0, **kwargs):
@@ -205,7 +205,8 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
           evaluate_test: bool = True, calibrate_model: bool = True, callbacks: list[TrainerCallback] | None = None,
           resume: bool = False) -> TrainResult:
     """Fine-tune the base model on `data`; returns the best model's folder and metrics. With `onnx`, the model is
-    also exported to int8 ONNX for CPU serving, checked against PyTorch on the validation split (`onnx_*` metrics);
+    also exported to ONNX for CPU serving, the fastest variant that keeps PyTorch's answers on the validation
+    split (`onnx_*` metrics);
     with `baseline`, TF-IDF + LR is fitted on the same split (`baseline_*` metrics). Tuning trials switch off the
     test split (`evaluate_test`), calibration and both extras, and add their own `callbacks`. With `resume`, training
     continues from the last checkpoint in `output_dir` (optimizer, scheduler and step included)."""
@@ -276,7 +277,7 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
             metrics.update({f"{split}_ece": m["ece"], f"{split}_ece_raw": route_metrics(softmax(logits[split]), predictions[split][1])["ece"],
                             f"{split}_coverage": m["coverage"], f"{split}_routed_accuracy": m["routed_accuracy"]})
         metrics["temperature"] = cal["temperature"]
-    if onnx:  # the int8 CPU-serving export, checked against PyTorch on the validation split
+    if onnx:  # the CPU-serving export, gated against PyTorch on the validation split
         val = data.splits["validation"]
         try: parity = export_onnx(model_dir, val["text"], val["label"])
         except OnnxParityError as e:

@@ -76,6 +76,26 @@ def test_the_models_own_thresholds_route(tiny_model, tmp_path):
     assert sharper > EmailRouter(tiny_model.model_dir).route([MAIL])[0]["score"]   # temperature 0.5 sharpens the scores
 
 
+def test_backend_auto_serves_the_gated_export_or_falls_back(tiny_model, tmp_path, caplog):
+    "auto serves the ONNX variant the export gate kept; with the export refused it serves PyTorch and logs why; onnx refuses."
+    import shutil
+    from emailrouter.model import ONNX_DIR, PARITY_FILE
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model.model_dir, model)
+    kept = json.loads((model / ONNX_DIR / PARITY_FILE).read_text())["variant"]
+    with client_for(model) as c:
+        info = c.get("/model").json()
+        assert (info["backend"], info["variant"]) == ("onnx", kept)
+        assert c.post("/predict", json=MAIL).status_code == 200
+    (model / ONNX_DIR / PARITY_FILE).write_text(json.dumps({"refused": "int8: top-1 agreement 0.9 < 0.995"}))
+    with caplog.at_level(logging.WARNING, logger="emailrouter.model"), client_for(model) as c:
+        info = c.get("/model").json()
+        assert (info["backend"], info["variant"]) == ("torch", "torch")
+        assert c.post("/predict", json=MAIL).status_code == 200
+    assert any("serving with PyTorch" in r.getMessage() and "agreement 0.9" in r.getMessage() for r in caplog.records)
+    with pytest.raises(Exception, match="the export was refused"), client_for(model, serve_backend="onnx"): pass
+
+
 def test_batch_in_order(client):
     mails = [{"id": str(i), "body": b} for i, b in enumerate(["Min regning er for høj", "Tv-boksen virker ikke", "Jeg vil opsige", "Router blinker rødt"])]
     r = client.post("/predict/batch", json={"emails": mails})
@@ -105,6 +125,19 @@ def test_bad_input_is_4xx_with_a_reason(client, payload, status, words):
     assert r.status_code == status, r.text
     assert words in json.dumps(r.json()), r.json()
     assert r.json()["error"]
+
+
+def test_streamed_body_over_the_limit_and_an_unexpected_error(tiny_model):
+    "A body sent in chunks without a length is still cut at the limit; a failure inside gives a JSON 500 naming the request."
+    with client_for(tiny_model.model_dir) as c:
+        r = c.post("/predict", content=(b"x" * 10_000 for _ in range(20)), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "over" in r.json()["error"]
+        def boom(texts): raise RuntimeError("model failed on secret text")
+        c.app.state.holder.model.router.predict_proba = boom
+        r = c.post("/predict", json=MAIL, headers={"X-Request-ID": "req-7"})
+        assert r.status_code == 500 and r.json()["detail"] == {"request_id": "req-7"} and r.headers["x-request-id"] == "req-7"
+        assert "secret" not in r.text
+        assert c.get("/health").status_code == 200                                  # the server goes on
 
 
 def test_raw_bad_bodies(client):
