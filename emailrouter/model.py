@@ -97,7 +97,7 @@ def quantize_int8(fp32: Path, out: Path):
     finally:
         if quiet: root.handlers.clear()
 
-# %% ../nbs/07_model.ipynb #a789f70d
+# %% ../nbs/07_model.ipynb #653fb050
 def top_margin(probs: np.ndarray) -> np.ndarray:
     "The gap between each row's two highest probabilities."
     top2 = np.sort(probs, axis=-1)[:, -2:] if probs.shape[-1] > 1 else np.concatenate([np.zeros_like(probs), probs], -1)
@@ -117,6 +117,24 @@ def _gate(ref_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray | None, m
         if r["accuracy_drop"] > max_drop: why.append(f"accuracy {100 * r['accuracy_drop']:.2f} points below PyTorch's (limit {100 * max_drop:.1f})")
     if why: r["refused"] = "; ".join(why)
     return r
+
+def _rescore_gate(near: np.ndarray, probs: dict[str, np.ndarray], gate) -> dict[str, Any]:
+    """The `int8+fp32` variant's gate: texts whose int8 top-two margin (`near`) is under a margin take fp32's scores. The
+    smallest margin of `RESCORE_MARGINS` that passes while at most `MAX_RESCORED` of the texts are scored twice, then one
+    step up as headroom for mail the gate did not see; the last one tried, with its refusal, when none passes."""
+    def at(m):
+        share = float((near < m).mean())
+        g = {"rescore_margin": m, "rescored_share": share, **gate(np.where((near < m)[:, None], probs["fp32"], probs["int8"]))}
+        if share > MAX_RESCORED:
+            g["refused"] = "; ".join(filter(None, [g.get("refused"), f"{share:.0%} of texts scored twice (limit {MAX_RESCORED:.0%})"]))
+        return g
+    for i, m in enumerate(RESCORE_MARGINS):
+        g = at(m)
+        if g["rescored_share"] > MAX_RESCORED: return g
+        if "refused" in g: continue
+        up = at(RESCORE_MARGINS[i + 1]) if i + 1 < len(RESCORE_MARGINS) else g
+        return up if "refused" not in up else g
+    return g
 
 def export_onnx(model_dir: str | Path, texts: list[str], labels: list[int] | None = None, min_agreement: float = 0.995,
                 max_score_diff: float = 0.01, max_drop: float = 0.005, variants: Iterable[str] = ONNX_VARIANTS,
@@ -151,22 +169,7 @@ def export_onnx(model_dir: str | Path, texts: list[str], labels: list[int] | Non
     gate = lambda p: _gate(ref_probs, p, y, min_agreement, max_score_diff, max_drop)
     near = top_margin(probs["int8"])
     for v in variants:
-        if v == "int8+fp32":
-            def mixed(m):
-                share = float((near < m).mean())
-                g = {"rescore_margin": m, "rescored_share": share, **gate(np.where((near < m)[:, None], probs["fp32"], probs["int8"]))}
-                if share > MAX_RESCORED:
-                    g["refused"] = "; ".join(filter(None, [g.get("refused"), f"{share:.0%} of texts scored twice (limit {MAX_RESCORED:.0%})"]))
-                return g
-            tried = []
-            for m in RESCORE_MARGINS:        # the smallest margin that passes, while few enough texts are scored twice
-                tried.append(mixed(m))
-                if "refused" not in tried[-1] or tried[-1]["rescored_share"] > MAX_RESCORED: break
-            g = tried[-1]
-            if "refused" not in g and m != RESCORE_MARGINS[-1]:   # one step up, as headroom for mail the gate did not see
-                up = mixed(RESCORE_MARGINS[RESCORE_MARGINS.index(m) + 1])
-                if "refused" not in up: g = up
-        else: g = gate(probs[v])
+        g = _rescore_gate(near, probs, gate) if v == "int8+fp32" else gate(probs[v])
         report["candidates"][v] = g
         if "refused" not in g: report.update(variant=v, **g); break
         log.info("ONNX %s refused: %s", v, g["refused"])

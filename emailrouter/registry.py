@@ -294,7 +294,7 @@ def promote(settings: Settings | None = None, metric: str = "test_macro_f1", for
         return {**out, "promoted": True, "reason": why}
     return {**out, "promoted": False, "reason": f"{metric} {ch_score:.4f} < champion's {out[f'champion_{metric}']:.4f}"}
 
-# %% ../nbs/08_registry.ipynb #2fec01bd
+# %% ../nbs/08_registry.ipynb #fafefa47
 @dataclass
 class LoadedModel:
     "A loaded model and what is known about it."
@@ -326,7 +326,9 @@ def load_model(uri: str, settings: Settings | None = None) -> LoadedModel:
     except Exception as e:
         raise ModelNotFound(f"could not load {uri} from {redact_url(s.mlflow_tracking_uri)} ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:200]}); {_HINT}") from None
-    router = serving_router(router.model_dir, s)      # the pyfunc was built with the process's settings; serve with these
+    env = load_settings()        # what the pyfunc built its router with; rebuilt only when `s` asks for another one
+    if (s.serve_backend, s.batch_tokens, s.inference_threads) != (env.serve_backend, env.batch_tokens, env.inference_threads):
+        router = serving_router(router.model_dir, s)
     return LoadedModel(router, uri, ref.name, version, ref.alias, metrics)
 
 # %% ../nbs/08_registry.ipynb #cfb567e5
