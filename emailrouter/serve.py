@@ -9,7 +9,7 @@ __all__ = ['log', 'access_log', 'Text', 'REQUEST_ID', 'WARMUP_EMAIL', 'feedback'
            'holder', 'require_key', 'route_emails', 'predict_router', 'post_feedback', 'health', 'ready', 'model_info',
            'prometheus', 'admin_reload', 'create_app', 'app_from_environment']
 
-# %% ../nbs/14_serve.ipynb #6f6cc3e2
+# %% ../nbs/14_serve.ipynb #c29ff6a4
 # no `from __future__ import annotations` here: FastAPI must see the real request-model classes, not their names
 import asyncio
 import hmac
@@ -36,7 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .core import Settings, load_settings, redact_url, setup_logging
 from .predlog import FeedbackError, PredictionLog, log_engine, migrate, prediction_row, record_feedback, utcnow
-from .registry import LoadedModel, ModelNotFound, check_model, load_model
+from .registry import LoadedModel, ModelNotFound, load_model
 from .text import SUBJECT_SEP, clean_email, detect_language, to_text
 
 log = logging.getLogger("emailrouter.serve")
@@ -215,7 +215,7 @@ class Metrics:
                 yield GaugeMetricFamily("emailrouter_log_pending", "prediction-log rows waiting to be written", value=plog.pending)
         self.registry.register(_LogCollector())
 
-# %% ../nbs/14_serve.ipynb #662e77c9
+# %% ../nbs/14_serve.ipynb #55dccdd8
 WARMUP_EMAIL = {"subject": "Regning", "body": "Hej, min regning er for høj denne måned. Kan I se på det?"}
 
 class ModelHolder:
@@ -233,17 +233,18 @@ class ModelHolder:
         self.metrics.batch_size.observe(len(texts))
         return m.router.predict_proba(texts), m
 
-    async def _load(self) -> LoadedModel:
+    async def _load(self, m: LoadedModel | None = None) -> LoadedModel:
+        "Load the configured model (unless `m` is one already loaded) and warm it up."
         loop = asyncio.get_running_loop()
-        m = await loop.run_in_executor(None, load_model, self.settings.model_uri, self.settings)
+        if m is None: m = await loop.run_in_executor(None, load_model, self.settings.model_uri, self.settings)
         text = clean_email(WARMUP_EMAIL["subject"], WARMUP_EMAIL["body"])
         await loop.run_in_executor(None, m.router.predict_proba, [text])
         return m
 
     async def start(self):
-        "Load and warm the configured model, then start the batcher (and the registry poller if configured)."
+        "Load (unless loaded already) and warm the configured model, then start the batcher (and the registry poller if configured)."
         s = self.settings
-        self.model = await self._load()
+        self.model = await self._load(self.model)
         self.metrics.serving(self.model)
         self.batcher = MicroBatcher(self._score, s.microbatch_size, s.microbatch_wait_ms, s.queue_limit)
         self.batcher.start()
@@ -617,16 +618,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin)
     return app
 
-# %% ../nbs/14_serve.ipynb #5c202d69
+# %% ../nbs/14_serve.ipynb #b31847f3
 def app_from_environment() -> FastAPI:
-    "The app for the environment's settings, after a cheap check that its model exists; exits with one line if not."
+    """The app for the environment's settings with its model loaded; exits with one line if the model cannot be served
+    (missing, or not servable by this install), before the server takes requests."""
     s = load_settings()
     setup_logging(s.log_level)
-    try: check_model(s.model_uri, s)
+    try: model = load_model(s.model_uri, s)
     except ModelNotFound as e:
         print(f"emailrouter serve: {e}", file=sys.stderr, flush=True)
         raise SystemExit(3) from None
-    return create_app(s)
+    app = create_app(s)
+    app.state.holder.model = model             # the lifespan warms it and starts serving
+    return app
 
 def __getattr__(name: str):
     if name == "app":
