@@ -65,7 +65,7 @@ def cmd_data(args) -> int:
         print(f"wrote the cleaned splits to {args.out}/")
     return 0
 
-# %% ../nbs/90_cli.ipynb #5af53b2c
+# %% ../nbs/90_cli.ipynb #400cd939
 DEMO_TRAIN = dict(source="demo:3000", epochs=3.0, learning_rate=2e-4)
 
 REQUEST_FILE = "request.json"    # what a training run was asked to do, kept in its folder so that --resume can continue it
@@ -80,7 +80,11 @@ def _sigterm_interrupts():
 def cmd_train(args) -> int:
     "Fine-tune on a source (or the demo corpus), tracked live in MLflow, and print a summary; --resume continues an interrupted run."
     from emailrouter.registry import data_fingerprint, end_run, interrupted_run, open_run, promote  # torch/mlflow only where needed
-    from emailrouter.train import BertParams, MlflowLive, train
+    from emailrouter.train import BertParams, MlflowLive, distributed, train
+    rank, world = distributed()                   # under torchrun / accelerate launch: one process per device
+    say = print if rank == 0 else (lambda *a, **k: None)
+    if world > 1 and not args.out and not args.resume:
+        raise DataError("distributed training needs --out: every process must write to the same run folder")
     s = load_settings(**{k: v for k, v in dict(base_model=args.base_model, study_name=args.study, tune_storage=args.storage).items() if v})
     knobs = {k: v for k, v in dict(epochs=args.epochs or (DEMO_TRAIN["epochs"] if args.demo else None),
                                    learning_rate=args.lr or (DEMO_TRAIN["learning_rate"] if args.demo else None), batch_size=args.batch_size,
@@ -100,7 +104,7 @@ def cmd_train(args) -> int:
         if data_fingerprint(data)["sha256"] != run.data.tags.get("data_sha256"):
             raise DataError(f"the data of run {run_id} ({redact_url(req['source'])}) changed since it started; train anew instead")
         params, base, max_steps = BertParams(unique_tags=data.unique_tags, **req["params"]), req["base_model"], req.get("max_steps")
-        print(f"resuming MLflow run {run_id} ({run.info.status.lower()}: {run.data.tags.get('failure_reason', 'no reason recorded')})")
+        say(f"resuming MLflow run {run_id} ({run.info.status.lower()}: {run.data.tags.get('failure_reason', 'no reason recorded')})")
     else:
         source = DEMO_TRAIN["source"] if args.demo else (args.source or s.data_source)
         data = load_emails(source, query=args.query, settings=s)
@@ -110,18 +114,18 @@ def cmd_train(args) -> int:
                 from emailrouter.tune import load_best, params_for
                 best = load_best(args.params, s, max_latency_ms=args.max_latency_ms)
                 params, base = params_for(data, {"params": {**best["params"], **knobs}}, s)
-                if "trial" in best: print(f"parameters of trial {best['trial']} of study {best.get('study')} ({best.get('values')})")
+                if "trial" in best: say(f"parameters of trial {best['trial']} of study {best.get('study')} ({best.get('values')})")
             else: params = BertParams.from_data(data, s, **knobs)
         except ValueError as e: raise DataError(str(e)) from None
         out, max_steps = Path(args.out or Path(s.output_dir) / "train" / time.strftime("%Y%m%d-%H%M%S")), args.max_steps
         out.mkdir(parents=True, exist_ok=True)
-        (out / REQUEST_FILE).write_text(json.dumps({"source": source, "query": args.query, "base_model": base, "max_steps": max_steps,
+        if rank == 0: (out / REQUEST_FILE).write_text(json.dumps({"source": source, "query": args.query, "base_model": base, "max_steps": max_steps,
                                                     "params": {k: v for k, v in params.flat().items() if k != "num_labels"}}, indent=2))
-        if not args.no_track:
+        if not args.no_track and rank == 0:     # one MLflow run, whatever the number of processes
             try: run_id = open_run(data, {**params.flat(), "base_model": redact_url(base)}, out, s)
             except Exception as e: log.warning("MLflow is unavailable (%s): training goes on untracked", type(e).__name__)
-    print(f"{data}\ntraining {redact_url(base)} with {params.flat()}", flush=True)
-    if run_id: print(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains", flush=True)
+    say(f"{data}\ntraining {redact_url(base)} with {params.flat()}", flush=True)
+    if run_id: say(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains", flush=True)
     _sigterm_interrupts()
     try:
         res = train(data, params, settings=s, base_model=base, output_dir=out, max_steps=max_steps,
@@ -134,6 +138,7 @@ def cmd_train(args) -> int:
     except Exception as e:
         if run_id: end_run(run_id, "FAILED", f"{type(e).__name__}: {str(e)[:1000]}")
         raise
+    if rank != 0: return 0
     m = res.metrics
     print(f"\ndevice {res.device}, {res.precision}; trained in {res.train_seconds:.0f}s "
           f"({res.train_samples_per_second:.1f} samples/s)\n{res.summary().round(4).to_string()}\n"

@@ -97,7 +97,7 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError: pass
     return out
 
-# %% ../nbs/08_registry.ipynb #d98f0e6a
+# %% ../nbs/08_registry.ipynb #08a767f9
 class ModelNotFound(RuntimeError):
     "The configured model could not be found or loaded; the message says what was looked for."
 
@@ -134,6 +134,14 @@ def parse_model_uri(uri: str) -> ModelURI:
 
 _HINT = "train one with `emailrouter train --demo` and promote it with `emailrouter promote`, or set EMAILROUTER_MODEL_URI"
 
+def _why(e: Exception) -> str:
+    "One line on why an MLflow call failed (its messages carry no credentials); a refused login says which settings to check."
+    first = (str(e).splitlines() or [""])[0][:200]
+    if "error code 401" in first or "error code 403" in first:
+        return ("the MLflow server refused the login: check EMAILROUTER_MLFLOW_TRACKING_USERNAME and "
+                "EMAILROUTER_MLFLOW_TRACKING_PASSWORD")
+    return f"{type(e).__name__}: {first}"
+
 def check_model(uri: str, settings: Settings | None = None) -> ModelURI:
     "Cheap check that `uri` names an existing model (no weights loaded); raises `ModelNotFound` with a one-line reason."
     s = settings or load_settings()
@@ -142,14 +150,14 @@ def check_model(uri: str, settings: Settings | None = None) -> ModelURI:
     if ref.kind == "folder":
         if not (ref.path / "config.json").exists(): raise ModelNotFound(f"no model folder at {uri}; {_HINT}")
         return ref
-    configure_mlflow(s)
-    client = MlflowClient()
     try:
+        configure_mlflow(s)
+        client = MlflowClient()
         if ref.kind == "run": client.get_run(ref.run_id)
         elif ref.kind == "alias": client.get_model_version_by_alias(ref.name, ref.alias)
         else: client.get_model_version(ref.name, ref.version)
-    except Exception:
-        raise ModelNotFound(f"no model at {uri} in {redact_url(s.mlflow_tracking_uri)}; {_HINT}") from None
+    except Exception as e:
+        raise ModelNotFound(f"no model at {uri} in {redact_url(s.mlflow_tracking_uri)} ({_why(e)}); {_HINT}") from None
     return ref
 
 # %% ../nbs/08_registry.ipynb #5dc88f9c
@@ -294,7 +302,7 @@ def promote(settings: Settings | None = None, metric: str = "test_macro_f1", for
         return {**out, "promoted": True, "reason": why}
     return {**out, "promoted": False, "reason": f"{metric} {ch_score:.4f} < champion's {out[f'champion_{metric}']:.4f}"}
 
-# %% ../nbs/08_registry.ipynb #fafefa47
+# %% ../nbs/08_registry.ipynb #f5006b44
 @dataclass
 class LoadedModel:
     "A loaded model and what is known about it."
@@ -324,8 +332,7 @@ def load_model(uri: str, settings: Settings | None = None) -> LoadedModel:
             if mv.run_id: metrics = dict(client.get_run(mv.run_id).data.metrics)
         with quiet_mlflow(): router = mlflow.pyfunc.load_model(uri).unwrap_python_model().router
     except Exception as e:
-        raise ModelNotFound(f"could not load {uri} from {redact_url(s.mlflow_tracking_uri)} ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200]}); {_HINT}") from None
+        raise ModelNotFound(f"could not load {uri} from {redact_url(s.mlflow_tracking_uri)} ({_why(e)}); {_HINT}") from None
     env = load_settings()        # what the pyfunc built its router with; rebuilt only when `s` asks for another one
     if (s.serve_backend, s.batch_tokens, s.inference_threads) != (env.serve_backend, env.batch_tokens, env.inference_threads):
         router = serving_router(router.model_dir, s)

@@ -30,8 +30,8 @@ from .registry import _EPOCH_METRICS, TrackedModel, log_training
 log = logging.getLogger("emailrouter.train")
 
 # %% auto #0
-__all__ = ['log', 'BertParams', 'gpu_training_args', 'device_setup', 'class_weights', 'StopOnNaN', 'MlflowLive', 'RouterTrainer',
-           'TrainResult', 'tokenize_splits', 'last_complete_checkpoint', 'train']
+__all__ = ['log', 'BertParams', 'gpu_training_args', 'distributed', 'device_setup', 'class_weights', 'StopOnNaN', 'MlflowLive',
+           'RouterTrainer', 'TrainResult', 'tokenize_splits', 'last_complete_checkpoint', 'train']
 
 # %% ../nbs/09_train.ipynb #4e11c3e9
 @dataclass
@@ -79,22 +79,29 @@ class BertParams(LabelMaps):
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "unique_tags"}
         return {"num_labels": len(self.unique_tags), **d}
 
-# %% ../nbs/09_train.ipynb #825a955c
+# %% ../nbs/09_train.ipynb #208d73a8
 def gpu_training_args(bf16: bool) -> dict[str, Any]:
     "`TrainingArguments` overrides for a CUDA GPU: bf16 (else fp16) mixed precision, TF32, pinned memory, loader workers."
     return dict(bf16=bf16, fp16=not bf16, tf32=True, dataloader_pin_memory=True, dataloader_num_workers=min(4, os.cpu_count() or 1))
 
+def distributed() -> tuple[int, int]:
+    "(rank, world size) of this process as `torchrun` or `accelerate launch` set them; (0, 1) when run on its own."
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
 def device_setup() -> dict[str, Any]:
     "Pick device and precision for this machine; returns TrainingArguments overrides plus a description."
+    world = distributed()[1]
+    procs = f" x {world} processes" if world > 1 else ""
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         bf16 = torch.cuda.is_bf16_supported()
-        return dict(device=torch.cuda.get_device_name(0), precision="bf16" if bf16 else "fp16", args=gpu_training_args(bf16))
-    threads = os.cpu_count() or 1
+        return dict(device=torch.cuda.get_device_name(0) + procs, precision="bf16" if bf16 else "fp16", args=gpu_training_args(bf16))
+    threads = max(1, (os.cpu_count() or 1) // world)      # the processes of one machine share its cores
     torch.set_num_threads(threads)
-    return dict(device=f"cpu ({threads} threads)", precision="fp32",
-                args=dict(use_cpu=True, dataloader_pin_memory=False, dataloader_num_workers=0))
+    return dict(device=f"cpu ({threads} threads){procs}", precision="fp32",
+                args=dict(use_cpu=True, dataloader_pin_memory=False, dataloader_num_workers=0,
+                          **({"ddp_backend": "gloo"} if world > 1 else {})))
 
 # %% ../nbs/09_train.ipynb #8c627f14
 def class_weights(labels, num_labels: int, how: str = "sqrt") -> torch.Tensor | None:
@@ -131,7 +138,7 @@ class MlflowLive(TrainerCallback):
             self.broken = True
             log.warning("live tracking to MLflow stopped (%s); training goes on", type(e).__name__)
 
-# %% ../nbs/09_train.ipynb #b4297f8e
+# %% ../nbs/09_train.ipynb #5955f78c
 class RouterTrainer(Trainer):
     "`Trainer` whose loss applies class weights and label smoothing."
     def __init__(self, *args, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0, **kwargs):
@@ -264,7 +271,9 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
             predictions[split] = (logits[split].argmax(-1), np.asarray(p.label_ids))
             metrics.update({k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))})
         model_dir = out / "model"
-        trainer.save_model(str(model_dir))        # safetensors weights, config with label maps, tokenizer
+        trainer.save_model(str(model_dir))        # safetensors weights, config with label maps, tokenizer (main process only)
+    if not trainer.is_world_process_zero():       # distributed: the main process calibrates, exports and reports
+        return TrainResult(model_dir, base, metrics, params, dev["device"], dev["precision"], seconds, float("nan"))
     (model_dir / ROUTER_FILE).write_text(json.dumps(
         {"max_length": params.max_length, "truncation": params.truncation, "head_share": params.head_share,
          "base_model": redact_url(base)}, indent=2))

@@ -4,7 +4,6 @@ It must serve a registered model (and a mounted model folder) from the ONNX expo
 Captum or Dash installed, and refuse the commands of a missing extra with the extra to install. The environment is
 built once per session from this checkout with pip (PyPI or its mirror), which takes a minute or two.
 """
-import json
 import logging
 import os
 import subprocess
