@@ -14,7 +14,7 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo bench test check nbtest pytest readme notebooks clean
+.PHONY: help install demo bench test check nbtest pytest readme docs notebooks clean
 
 help:   ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /\1\t/' | expand -t 12
@@ -49,9 +49,12 @@ pytest: install   ## the pytest suites in tests/ (databases, API, browser, CLI p
 readme: install   ## render README.md from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not installable here)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --stdout --log-level=ERROR > README.md
 
+docs: install   ## build the documentation site from the notebooks into _site/ (mkdocs + mkdocs-jupyter, strict; not published)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 notebooks: install   ## re-run every notebook in place with its slow cells, saving outputs for readers (no progress bars), then clean
 	for nb in nbs/[0-9]*.ipynb nbs/index.ipynb; do EMAILROUTER_PROGRESS=false $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
 	$(BIN)/nbdev_clean
 
 clean:   ## remove the virtual environment and everything the demo and notebooks wrote
-	rm -rf $(VENV) _proc _docs *.egg-info demo.parquet emailrouter-runs
+	rm -rf $(VENV) _proc _docs _site .cache *.egg-info demo.parquet emailrouter-runs
