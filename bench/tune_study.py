@@ -76,6 +76,13 @@ def fit(data, params, s, base, folder):
             "test": {"accuracy": m["test_accuracy"], "macro_f1": m["test_macro_f1"]}}
 
 
+def _portable(v):
+    "A trial attribute without this machine's paths: a local base-model folder is named by its last two parts."
+    if isinstance(v, dict) and isinstance(v.get("base_model"), str) and Path(v["base_model"]).is_absolute():
+        return {**v, "base_model": "/".join(Path(v["base_model"]).parts[-2:])}
+    return v
+
+
 def study_json(study):
     "The study's trials as JSON: what `optuna.trial.create_trial` needs to rebuild each one."
     trials = []
@@ -83,7 +90,7 @@ def study_json(study):
         trials.append({"number": t.number, "state": t.state.name, "values": t.values, "params": t.params,
                        "distributions": {k: optuna.distributions.distribution_to_json(d) for k, d in t.distributions.items()},
                        "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
-                       "user_attrs": {k: v for k, v in t.user_attrs.items() if k in ("fail_reason", "hp")},
+                       "user_attrs": {k: _portable(v) for k, v in t.user_attrs.items() if k in ("fail_reason", "hp")},
                        "seconds": (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None})
     return {"study_name": study.study_name, "directions": [d.name for d in study.directions],
             "user_attrs": dict(study.user_attrs), "trials": trials}
