@@ -10,14 +10,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 ns=emailrouter-$env
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 kc() { if [ "${DRY_RUN:-}" = 1 ]; then echo "kubectl $*"; else kubectl "$@"; fi; }
+# `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`: create or update an object kubectl generates
+apply_generated() {
+  if [ "${DRY_RUN:-}" = 1 ]; then echo "kubectl $* --dry-run=client -o yaml | kubectl apply -f -"
+  else kubectl "$@" --dry-run=client -o yaml | kubectl apply -f -; fi
+}
 if [ -n "${KUBECONFIG_DATA:-}" ]; then printf '%s' "$KUBECONFIG_DATA" > "$work/kubeconfig"; export KUBECONFIG="$work/kubeconfig"; fi
 "$here/render.sh" "$env" "$tag" > "$work/manifests.yaml"
 if [ "${DRY_RUN:-}" = 1 ]; then cat "$work/manifests.yaml"; fi
-kc create namespace "$ns" --dry-run=client -o yaml | kc apply -f -
+apply_generated create namespace "$ns"
 if [ -n "${SECRETS_ENV:-}" ]; then
   printf '%s\n' "$SECRETS_ENV" > "$work/secrets.env"
   # the values never reach the log: kubectl reads them from the file
-  kc -n "$ns" create secret generic emailrouter-secrets --from-env-file="$work/secrets.env" --dry-run=client -o yaml | kc apply -f -
+  apply_generated -n "$ns" create secret generic emailrouter-secrets --from-env-file="$work/secrets.env"
 elif [ "${DRY_RUN:-}" != 1 ] && ! kubectl -n "$ns" get secret emailrouter-secrets >/dev/null 2>&1; then
   echo "deploy.sh: no Secret emailrouter-secrets in $ns and no SECRETS_ENV to create it from" >&2; exit 2
 fi

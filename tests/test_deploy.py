@@ -202,6 +202,7 @@ def test_deploy_dry_run(tmp_path):
     assert "s3cret" not in p.stdout + p.stderr                       # the Secret's values stay in the file kubectl reads
     assert "-l app.kubernetes.io/component notin (training,tuning)" in p.stdout
     assert "rollout status deployment/emailrouter-serve" in p.stdout
+    assert "kubectl create namespace emailrouter-test --dry-run=client -o yaml | kubectl apply -f -" in p.stdout
     p = subprocess.run([str(DEPLOY / "deploy.sh"), "staging", "v1"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert p.returncode == 2 and "unknown environment 'staging'" in p.stderr
 
