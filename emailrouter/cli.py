@@ -199,14 +199,19 @@ def cmd_promote(args) -> int:
           "\n".join(f"  {k}: {v}" for k, v in d.items() if k not in ("promoted", "reason")))
     return 0
 
-# %% ../nbs/90_cli.ipynb #dc7ca03e
+# %% ../nbs/90_cli.ipynb #97500555
 def cmd_serve(args) -> int:
     "Run the API with uvicorn, exactly as `uvicorn emailrouter.serve:app` does."
     import os
     import uvicorn
     if args.model_uri: os.environ["EMAILROUTER_MODEL_URI"] = args.model_uri
     import emailrouter.serve
-    emailrouter.serve.app  # builds the app here, first: a missing model ends the process with one line before any worker starts
+    if args.workers > 1:   # each worker loads the model; the supervisor only checks that it exists, holding no copy itself
+        from emailrouter.registry import ModelNotFound, check_model
+        try: check_model(load_settings().model_uri)
+        except ModelNotFound as e: raise DataError(str(e)) from None
+    else:                  # the app, model loaded, built here first: a model that cannot be served ends it with one line
+        emailrouter.serve.app
     uvicorn.run("emailrouter.serve:app", host=args.host, port=args.port, workers=args.workers,
                 log_level=load_settings().log_level.lower())
     return 0

@@ -246,6 +246,17 @@ def test_missing_model_exits_with_one_line(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+def test_cli_serve_with_two_workers(tiny_model, tmp_path):
+    "`emailrouter serve --workers 2`: the supervisor only checks the model; each worker loads and serves it."
+    emailrouter = os.path.join(os.path.dirname(sys.executable), "emailrouter")
+    env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir)}
+    with serve_process([emailrouter, "serve", "--workers", "2", "--port", "{port}"], env=env, cwd=tmp_path) as url:
+        assert httpx.post(url + "/predict", json=MAIL, timeout=30).status_code == 200
+    p = subprocess.run([emailrouter, "serve", "--workers", "2", "--model-uri", str(tmp_path / "none")], capture_output=True,
+                       text=True, env={**os.environ, **env}, timeout=120, cwd=tmp_path)
+    assert p.returncode == 2 and "no model folder" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_uvicorn_serves_docs_and_predictions(tiny_model, tmp_path):
     "The real server process: `uvicorn emailrouter.serve:app`, over loopback."
     cmd = [sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", "{port}"]
