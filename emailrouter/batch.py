@@ -51,7 +51,7 @@ def route_frame(m: LoadedModel, df: pd.DataFrame, settings: Settings | None = No
     if any(empty): res.loc[empty, ["queue", "route", "top_k"]] = ["", s.review_queue, "[]"]
     return (res, probs) if return_probs else res
 
-# %% ../nbs/17_batch.ipynb #afb5f7b5
+# %% ../nbs/17_batch.ipynb #8d1383d1
 class ArchiveScorer:
     "Routes blocks of raw mails with the model at `model_uri`, loaded once (one Ray actor, or this process)."
     def __init__(self, model_uri: str, settings: dict[str, Any] | None = None, threads: int = 1):
@@ -65,15 +65,17 @@ class ArchiveScorer:
 _RAY_NARRATORS = ("ray.data._internal.execution.streaming_executor", "ray.data._internal.progress", "ray.data.dataset")
 _READERS = {".parquet": "read_parquet", ".csv": "read_csv", ".jsonl": "read_json", ".json": "read_json"}
 
-def _archive_format(source: Path) -> str:
+def _archive_files(source: Path) -> tuple[str, list[Path]]:
+    "The archive's file format (its suffix) and its files; one format only."
     if not source.exists(): raise FileNotFoundError(f"no archive at {source}")
-    files = sorted(source.rglob("*")) if source.is_dir() else [source]
-    kinds = {p.suffix.lower() for p in files if p.is_file() and not p.name.startswith((".", "_"))}
+    files = [p for p in (sorted(source.rglob("*")) if source.is_dir() else [source])
+             if p.is_file() and not p.name.startswith((".", "_"))]
+    kinds = {p.suffix.lower() for p in files}
     if len(kinds) != 1 or next(iter(kinds)) not in _READERS:
         raise ValueError(f"cannot score {source.name}: use Parquet, CSV or JSON Lines files (one format), found {sorted(kinds) or 'none'}")
-    return next(iter(kinds))
+    return next(iter(kinds)), files
 
-# %% ../nbs/17_batch.ipynb #b1d25884
+# %% ../nbs/17_batch.ipynb #55fa2084
 def score_archive(source: str | Path, out: str | Path, model_uri: str | None = None, engine: str = "ray",
                   settings: Settings | None = None, batch_size: int = 512, actors: int | None = None) -> dict[str, Any]:
     """Route every mail of the archive `source` with `model_uri` (default: the serving model) and write the answers to
@@ -82,7 +84,7 @@ def score_archive(source: str | Path, out: str | Path, model_uri: str | None = N
     if engine not in ("ray", "local"): raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
     s = settings or load_settings()
     source, out, uri = Path(source), Path(out), model_uri or s.model_uri
-    kind = _archive_format(source)
+    kind, files = _archive_files(source)
     if out.exists() and any(out.iterdir()): raise FileExistsError(f"{out} is not empty: answers are never written over")
     out.mkdir(parents=True, exist_ok=True)
     keep = {k: v for k, v in s.model_dump().items() if v is not None and not hasattr(v, "get_secret_value")}
@@ -90,7 +92,6 @@ def score_archive(source: str | Path, out: str | Path, model_uri: str | None = N
     if engine == "local":
         scorer = ArchiveScorer(uri, keep, threads=s.inference_threads)
         from emailrouter.data import read_source
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() == kind) if source.is_dir() else [source]
         rows, part = 0, 0
         for f in files:
             df = read_source(str(f), settings=s)
