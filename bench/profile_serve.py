@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from serve import free_port, wrk_load  # noqa: E402
+from serve import cpu_description, free_port, wrk_load  # noqa: E402
 
 # parts of the event loop's work: a sample counts for the innermost function on its stack that matches one of these
 PARTS = [("cleaning and PII masking (clean_email)", r"^clean_email \("),
@@ -119,7 +119,7 @@ def main(argv=None):
     if args.raw: raw, load = Path(args.raw), {"requests": args.requests}
     elif args.model: raw, load = record(str(Path(args.model).resolve()), args.seconds, args.src)
     else: sys.exit("profile_serve: give --model or --raw")
-    res = {**summarise(raw, args.seconds, load.get("requests")), "load": load}
+    res = {**summarise(raw, args.seconds, load.get("requests")), "load": load, "cpu": cpu_description(), "when": time.strftime("%Y-%m-%d %H:%M")}
     out = Path(args.out)
     allres = json.loads(out.read_text()) if out.exists() else {}
     allres[args.label] = res

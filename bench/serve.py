@@ -41,6 +41,17 @@ def newest_model() -> Path | None:
     return runs[-1].parent if runs else None
 
 
+def cpu_description() -> str:
+    "The CPU's model name and the vector extensions int8 and bf16 inference depend on (/proc/cpuinfo on Linux)."
+    try: info = open("/proc/cpuinfo").read()
+    except OSError: return platform.processor() or "cpu"
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = set((re.search(r"^flags\s*:\s*(.+)$", info, re.M) or re.search("()", "")).group(1).split())
+    isa = [label for flag, label in (("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
+                                     ("avx512_bf16", "AVX-512 BF16"), ("amx_int8", "AMX")) if flag in flags]
+    return f"{name.group(1).strip() if name else 'cpu'}, {', '.join(isa) if isa else 'AVX2' if 'avx2' in flags else 'no AVX2'}"
+
+
 def pct(xs, q): return float(np.percentile(np.asarray(xs) * 1000, q))
 
 
@@ -146,10 +157,12 @@ def bench_model(name, model, gate_texts, gate_labels, texts, bodies, args, http_
     torch_r = EmailRouter(model, backend="torch")
     ref = torch_r.predict_proba(texts)
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    bf16 = EmailRouter(model, backend="torch")              # PyTorch in bfloat16 (AVX-512 BF16 where the CPU has it)
-    bf16.model = bf16.model.to(torch.bfloat16)
-    routers = {"torch": torch_r, "torch bf16": bf16, "onnx int8": graph_router(model, "int8", work),
-               "onnx int8 fused": graph_router(model, "int8 fused", work), "onnx fp32": graph_router(model, "fp32", work)}
+    routers = {"torch": torch_r}
+    if "BF16" in cpu_description() or "AMX" in cpu_description():  # without native bf16, PyTorch emulates it, many times slower
+        routers["torch bf16"] = bf16 = EmailRouter(model, backend="torch")
+        bf16.model = bf16.model.to(torch.bfloat16)
+    routers.update({"onnx int8": graph_router(model, "int8", work), "onnx int8 fused": graph_router(model, "int8 fused", work),
+                    "onnx fp32": graph_router(model, "fp32", work)})
     if parity.get("variant") == "int8+fp32": routers["onnx int8+fp32"] = EmailRouter(model, backend="onnx")
     pipe = pipeline("text-classification", model=str(model), tokenizer=str(model), device=-1)
     pipe_fn = lambda ts: pipe(list(ts), batch_size=len(ts), truncation=True, max_length=torch_r.max_length)
@@ -221,8 +234,7 @@ def main(argv=None):
     from emailrouter.registry import package_versions
     result = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
               f"{platform.processor() or 'cpu'}", "clients": args.clients, "seconds": args.seconds, "versions": package_versions()}
-    try: result["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration): pass
+    result["cpu"] = cpu_description()
     default = ([], {})
     demo_http = {"emailrouter": default,
                  "emailrouter, wait 2 ms": ([], {"EMAILROUTER_MICROBATCH_WAIT_MS": "2"}),

@@ -42,13 +42,13 @@ from .text import SUBJECT_SEP, clean_email, detect_language, to_text
 log = logging.getLogger("emailrouter.serve")
 access_log = logging.getLogger("emailrouter.serve.access")
 
-# %% ../nbs/14_serve.ipynb #d9c16cd9
+# %% ../nbs/14_serve.ipynb #3dac410c
 class QueueFull(RuntimeError):
     "The micro-batcher's queue is full: the server is overloaded."
 
 class MicroBatcher:
     "Collects texts from concurrent requests into batches for one model call each."
-    def __init__(self, score_fn: Callable[[list[str]], tuple[np.ndarray, Any]], max_batch: int = 16, max_wait_ms: float = 5.0,
+    def __init__(self, score_fn: Callable[[list[str]], tuple[np.ndarray | tuple, Any]], max_batch: int = 16, max_wait_ms: float = 5.0,
                  max_queue: int = 1024):
         self.score_fn, self.max_batch, self.max_wait = score_fn, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue(max_queue)
@@ -63,7 +63,7 @@ class MicroBatcher:
         if self.task: self.task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, texts: list[str]) -> tuple[np.ndarray, Any]:
+    async def submit(self, texts: list[str]) -> tuple[np.ndarray | tuple, Any]:
         "(rows of `score_fn`'s array for `texts`, what `score_fn` said about the call), scored with whatever else is queued."
         fut = asyncio.get_running_loop().create_future()
         try: self.queue.put_nowait((texts, fut))
@@ -93,7 +93,8 @@ class MicroBatcher:
                 continue
             i = 0
             for t, f in items:
-                if not f.done(): f.set_result((probs[i:i + len(t)], about))
+                rows = tuple(a[i:i + len(t)] for a in probs) if isinstance(probs, tuple) else probs[i:i + len(t)]
+                if not f.done(): f.set_result((rows, about))
                 i += len(t)
 
 # %% ../nbs/14_serve.ipynb #f560870f
@@ -215,7 +216,7 @@ class Metrics:
                 yield GaugeMetricFamily("emailrouter_log_pending", "prediction-log rows waiting to be written", value=plog.pending)
         self.registry.register(_LogCollector())
 
-# %% ../nbs/14_serve.ipynb #55dccdd8
+# %% ../nbs/14_serve.ipynb #ba5ee023
 WARMUP_EMAIL = {"subject": "Regning", "body": "Hej, min regning er for høj denne måned. Kan I se på det?"}
 
 class ModelHolder:
@@ -228,10 +229,10 @@ class ModelHolder:
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task | None = None
 
-    def _score(self, texts: list[str]) -> tuple[np.ndarray, LoadedModel]:
+    def _score(self, texts: list[str]) -> tuple[tuple[np.ndarray, list[int]], LoadedModel]:
         m = self.model  # the model of this batch: a reload swaps the reference, in-flight batches keep theirs
         self.metrics.batch_size.observe(len(texts))
-        return m.router.predict_proba(texts), m
+        return m.router.score(texts), m
 
     async def _load(self, m: LoadedModel | None = None) -> LoadedModel:
         "Load the configured model (unless `m` is one already loaded) and warm it up."
@@ -275,18 +276,16 @@ class ModelHolder:
             try: await self.reload(only_if_new=True)
             except Exception as e: log.warning("registry poll failed: %s", str(e).splitlines()[0][:200])
 
-    async def score(self, texts: list[str]) -> tuple[np.ndarray, LoadedModel]:
-        "Probabilities for cleaned `texts` and the model that produced them; `QueueFull` when overloaded."
+    async def score(self, texts: list[str]) -> tuple[tuple[np.ndarray, list[int]], LoadedModel]:
+        """(probabilities, token counts before truncation) for cleaned `texts`, and the model that produced them;
+        `QueueFull` when overloaded."""
         return await self.batcher.submit(texts)
 
-# %% ../nbs/14_serve.ipynb #5d1ac7a8
+# %% ../nbs/14_serve.ipynb #672bda2e
 def _enrich(rows: list[dict]):
-    "In the writer thread: token counts, truncation and language of logged rows."
+    "In the writer thread: the language of logged rows whose caller did not say."
     for r in rows:
-        router, text = r.pop("_router", None), r.pop("_text", "")
-        if router is not None:
-            n = len(router.tokenizer(text, truncation=False, verbose=False)["input_ids"])
-            r["n_tokens"], r["truncated"] = n, n > router.max_length
+        text = r.pop("_text", "")
         if r.get("language") is None and text: r["language"] = detect_language(text)[0]
 
 class Recorder:
@@ -311,13 +310,14 @@ class Recorder:
         if self._engine is not None: self._engine.dispose()
 
     def record(self, ids: list[str], texts: list[str], answers: list[Prediction], languages: list[str | None],
-               m: LoadedModel, latency_ms: float):
-        "Hand one row per answer to the log's queue; never raises, never blocks."
+               m: LoadedModel, latency_ms: float, n_tokens: list[int]):
+        "Hand one row per answer (with its token count before truncation) to the log's queue; never raises, never blocks."
         if self.log is None: return
         try:
             keep = self.settings.log_text == "masked"
-            rows = [{**prediction_row(i, t, a.model_dump(), m.name, m.version, latency_ms, lang, keep), "_router": m.router, "_text": t}
-                    for i, t, a, lang in zip(ids, texts, answers, languages)]
+            rows = [{**prediction_row(i, t, a.model_dump(), m.name, m.version, latency_ms, lang, keep), "_text": t,
+                     "n_tokens": int(n), "truncated": bool(n > m.router.max_length)}
+                    for i, t, a, lang, n in zip(ids, texts, answers, languages, n_tokens)]
             self.log.put(rows)
             for i in ids: self.recent[i] = None
             while len(self.recent) > self.remember: self.recent.popitem(last=False)
@@ -472,7 +472,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
 async def _http_error(request: Request, exc: HTTPException):
     return _problem(exc.status_code, str(exc.detail), None)
 
-# %% ../nbs/14_serve.ipynb #7af51d1e
+# %% ../nbs/14_serve.ipynb #200293f9
 async def holder(request: Request) -> ModelHolder: return request.app.state.holder
 
 async def require_key(request: Request):
@@ -506,7 +506,7 @@ async def route_emails(request: Request, emails: list[Email], batch: bool = Fals
     if not h.ready: raise HTTPException(503, "model not loaded yet")
     t = time.perf_counter()
     texts = _cleaned(emails, s)
-    try: probs, m = await h.score(texts)
+    try: (probs, n_tokens), m = await h.score(texts)
     except QueueFull: raise HTTPException(503, "server overloaded: too many e-mails queued, retry shortly") from None
     ms = round((time.perf_counter() - t) * 1000, 2)
     rid = request.state.request_id
@@ -518,7 +518,7 @@ async def route_emails(request: Request, emails: list[Email], batch: bool = Fals
         out.append(Prediction(id=e.id, request_id=i, queue=r["queue"], score=r["score"], top_k=r["top_k"], route=route,
                               model=ModelRef(name=m.name, version=m.version), latency_ms=ms))
     h.metrics.routed([o.queue for o in out], sum(o.route != o.queue for o in out))
-    request.app.state.recorder.record(ids, texts, out, [e.language for e in emails], m, ms)
+    request.app.state.recorder.record(ids, texts, out, [e.language for e in emails], m, ms, n_tokens)
     request.app.state.shadow.offer(ids, texts)
     request.state.log.update(n=len(out), routes=[o.route for o in out], languages=sorted({e.language for e in emails if e.language}))
     return out
