@@ -46,9 +46,10 @@ def cpu_description() -> str:
     try: info = open("/proc/cpuinfo").read()
     except OSError: return platform.processor() or "cpu"
     name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = set((re.search(r"^flags\s*:\s*(.+)$", info, re.M) or re.search("()", "")).group(1).split())
+    found = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    flags = set(found.group(1).split()) if found else set()
     isa = [label for flag, label in (("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
-                                     ("avx512_bf16", "AVX-512 BF16"), ("amx_int8", "AMX")) if flag in flags]
+                                     ("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX")) if flag in flags]
     return f"{name.group(1).strip() if name else 'cpu'}, {', '.join(isa) if isa else 'AVX2' if 'avx2' in flags else 'no AVX2'}"
 
 
@@ -158,7 +159,8 @@ def bench_model(name, model, gate_texts, gate_labels, texts, bodies, args, http_
     ref = torch_r.predict_proba(texts)
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     routers = {"torch": torch_r}
-    if "BF16" in cpu_description() or "AMX" in cpu_description():  # without native bf16, PyTorch emulates it, many times slower
+    cpu = cpu_description()
+    if "BF16" in cpu or "AMX" in cpu:                       # without native bf16, PyTorch emulates it, many times slower
         routers["torch bf16"] = bf16 = EmailRouter(model, backend="torch")
         bf16.model = bf16.model.to(torch.bfloat16)
     routers.update({"onnx int8": graph_router(model, "int8", work), "onnx int8 fused": graph_router(model, "int8 fused", work),
