@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# The dashboard image: the inference install plus the `dashboard` extra (Dash), non-root. It reads the prediction log
-# (EMAILROUTER_LOG_URL) and asks for a login (EMAILROUTER_DASHBOARD_USERNAME / _PASSWORD), without which it refuses to
-# listen beyond loopback.
+# The dashboard image: the inference install plus the `dashboard` extra (Dash, gunicorn), non-root. `emailrouter
+# dashboard` serves it with gunicorn (one threaded worker; --threads, default 4) and stops gracefully on SIGTERM. It
+# reads the prediction log (EMAILROUTER_LOG_URL) and asks for a login (EMAILROUTER_DASHBOARD_USERNAME / _PASSWORD),
+# without which it refuses to listen beyond loopback. EMAILROUTER_DASHBOARD_SECRET_KEY signs the login's session
+# cookie; unset, a random key is drawn at each start (enough for one replica; several need the same key).
 #   docker build -f deploy/dashboard.Dockerfile -t emailrouter-dashboard .
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src

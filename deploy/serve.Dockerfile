@@ -23,4 +23,6 @@ WORKDIR /var/lib/emailrouter
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=120s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
-CMD ["uvicorn", "emailrouter.serve:app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+# `emailrouter serve` is `uvicorn emailrouter.serve:app` with a deadline for slow clients' request headers too
+# (EMAILROUTER_READ_TIMEOUT_SECONDS) and the keep-alive timeout (EMAILROUTER_KEEPALIVE_SECONDS); the app logs its own access lines
+CMD ["emailrouter", "serve", "--host", "0.0.0.0", "--port", "8000"]

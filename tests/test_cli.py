@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 EXE = [sys.executable, "-m", "emailrouter.cli"] if not Path(sys.executable).with_name("emailrouter").exists() \
     else [str(Path(sys.executable).with_name("emailrouter"))]
@@ -129,3 +130,56 @@ def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
     assert client.get_model_version_by_alias(s.model_name, CHALLENGER).run_id == run.info.run_id
     run_cli = subprocess.run([*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run_cli.returncode == 2 and "no interrupted training run" in run_cli.stderr, run_cli.stderr
+
+
+def test_predict_refuses_a_source_without_mails(tmp_path, tiny_model):
+    "A header without rows, or rows without any text: one line naming the problem, exit code 2, nothing written."
+    (tmp_path / "header.csv").write_text("id,subject,body,queue\n")
+    model, out = ["--model", str(tiny_model.model_dir)], ["--out", str(tmp_path / "p.csv")]
+    r = run("predict", str(tmp_path / "header.csv"), *model, *out)
+    assert r.returncode == 2, r.stdout + r.stderr
+    header = tmp_path / "header.csv"
+    assert r.stderr.strip().splitlines() == [f"emailrouter: error: {header} holds no mails (no rows): nothing to route"]
+    assert r.stdout == "" and not (tmp_path / "p.csv").exists()
+    (tmp_path / "blank.csv").write_text("id,body,queue\nm1,,regning\nm2,   ,tv\n")
+    r = run("predict", str(tmp_path / "blank.csv"), *model, *out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"emailrouter: error: none of the 2 mails in {tmp_path / 'blank.csv'} "
+                                                 "has text once cleaned: nothing to route")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def _printed(stdout: str) -> dict[str, float]:
+    return {k.strip(): float(v) for k, v in (line.split(":") for line in stdout.splitlines() if line.startswith("  "))}
+
+
+def test_predict_names_queues_the_model_lacks_and_scores_over_all_queues(tmp_path, tiny_model):
+    """Recorded queues the model does not have are named with their counts and count as wrong; accuracy, macro- and
+    weighted F1 are over the same mails (those with a label) and the same queues (the model's and the file's)."""
+    from sklearn.metrics import f1_score
+    mails = tiny_model.data.frame("test").head(30)[["text"]].rename(columns={"text": "body"})
+    mails.insert(0, "id", [f"m{i}" for i in range(len(mails))])
+    mails.to_csv(tmp_path / "new.csv", index=False)
+    model = ["--model", str(tiny_model.model_dir)]
+    assert run("predict", str(tmp_path / "new.csv"), *model, "--out", str(tmp_path / "first.csv")).returncode == 0
+    said = pd.read_csv(tmp_path / "first.csv")["queue"].tolist()    # the model's answers, to label half of them right
+    other = [q for q in tiny_model.data.unique_tags if q != said[15]][0]
+    mails["queue"] = said[:15] + [other] * 5 + ["ny_kø"] * 4 + ["tastefejl"] * 2 + [None] * 4
+    mails.to_csv(tmp_path / "labelled.csv", index=False)
+    r = run("predict", str(tmp_path / "labelled.csv"), *model, "--out", str(tmp_path / "p.csv"))
+    assert r.returncode == 0, r.stderr
+    warning = [line for line in r.stderr.splitlines() if "queues the model does not have" in line]
+    assert len(warning) == 1 and "'ny_kø' (4)" in warning[0] and "'tastefejl' (2)" in warning[0], r.stderr
+    assert "6 labelled mails are in 2 queues" in warning[0] and "nan" not in warning[0]
+    out = pd.read_csv(tmp_path / "p.csv")
+    labelled = out[out["label"].notna()]
+    assert len(labelled) == 26
+    queues = sorted(set(tiny_model.data.unique_tags) | set(labelled["label"]))
+    m = _printed(r.stdout)
+    assert f"scored against the labels of 26 mails over {len(queues)} queues (4 without a label" in r.stdout
+    assert m["accuracy"] == pytest.approx((labelled["queue"] == labelled["label"]).mean(), abs=1e-4)
+    assert m["accuracy"] == pytest.approx(15 / 26, abs=1e-4)
+    for avg in ("macro", "weighted"):
+        f1 = f1_score(labelled["label"], labelled["queue"], labels=queues, average=avg, zero_division=0)
+        assert m[f"{avg}_f1"] == pytest.approx(f1, abs=1e-4), (avg, m)
+    assert 0 < m["weighted_f1"] < 1

@@ -1,6 +1,8 @@
-"""The dashboard, served by `emailrouter dashboard` in a real process, in a real headless Chromium: every page loads
-without console errors, the attribution checker highlights a mail, a date filter changes the figures, and a login is
-required when one is configured. Screenshots go to EMAILROUTER_SCREENSHOTS when it names a folder."""
+"""The dashboard, served by `emailrouter dashboard` (gunicorn) in a real process: in a real headless Chromium every page
+loads without console errors, the attribution checker highlights a mail and a date filter changes the figures (skipped
+with a reason without Chromium); over plain HTTP a login is required when one is configured, its session is signed with
+the configured key, which never shows in the output. Screenshots go to EMAILROUTER_SCREENSHOTS when it names a
+folder."""
 import os
 import subprocess
 import sys
@@ -15,10 +17,6 @@ import pytest
 from emailrouter.predlog import FeedbackRow, PredictionLog, log_engine, prediction_row
 from emailrouter.testing import serve_process
 
-from conftest import CHROMEDRIVER, CHROMIUM
-
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Chromium and ChromeDriver (apt-get install chromium chromium-driver)")
 EXE = str(Path(sys.executable).with_name("emailrouter"))
 START = datetime(2026, 3, 2)
 
@@ -127,14 +125,75 @@ def test_models_page_loads(browser, dashboard):
     assert not _severe(browser)
 
 
+def _login_env(tiny_model, tmp_path) -> dict:
+    return {"EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}",
+            "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir), "EMAILROUTER_DASHBOARD_USERNAME": "anna",
+            "EMAILROUTER_DASHBOARD_PASSWORD": "correct horse",
+            "EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_LOG_LEVEL": "INFO"}
+
+
 def test_login_required_when_configured(tiny_model, tmp_path):
-    env = {"EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}", "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir),
-           "EMAILROUTER_DASHBOARD_USERNAME": "anna", "EMAILROUTER_DASHBOARD_PASSWORD": "correct horse", "EMAILROUTER_OUTPUT_DIR": str(tmp_path)}
+    """No page without the password, as before; without EMAILROUTER_DASHBOARD_SECRET_KEY a key is drawn at start and the
+    log says what that means."""
+    env = _login_env(tiny_model, tmp_path)
     with serve_process([EXE, "dashboard", "--port", "{port}"], ready_path="/_dash-layout", env=env, cwd=tmp_path,
                        ready_auth=("anna", "correct horse")) as base:
         assert httpx.get(base + "/").status_code == 401
         assert httpx.get(base + "/", auth=("anna", "wrong")).status_code == 401
         assert httpx.get(base + "/", auth=("anna", "correct horse")).status_code == 200
+        out = _stop(base)
+    assert "EMAILROUTER_DASHBOARD_SECRET_KEY is not set" in out and "do not survive a restart" in out, out
+    assert "Session is not available" not in out and "correct horse" not in out, out
+
+
+def _stop(base) -> str:
+    "SIGTERM the served process; it must end cleanly. Returns everything it wrote."
+    base.proc.terminate()
+    assert base.proc.wait(timeout=30) == 0
+    return base.proc.stdout.read()
+
+
+def test_served_by_gunicorn_with_the_configured_session_key(tiny_model, tmp_path):
+    """Not Flask's development server: gunicorn, a threaded worker, its lines (the access log too) as emailrouter log
+    records; the login signs its session with EMAILROUTER_DASHBOARD_SECRET_KEY, so no "Session is not available"
+    warning, and neither the key nor the password shows in the output; SIGTERM stops it cleanly."""
+    from flask import Flask
+    from flask.sessions import SecureCookieSessionInterface
+    key = "dashboard-session-key-6f1c2b9e0d"
+    env = {**_login_env(tiny_model, tmp_path), "EMAILROUTER_DASHBOARD_SECRET_KEY": key}
+    with serve_process([EXE, "dashboard", "--port", "{port}", "--threads", "2"], ready_path="/_dash-layout", env=env,
+                       cwd=tmp_path, ready_auth=("anna", "correct horse")) as base:
+        refused = httpx.get(base + "/")
+        assert refused.status_code == 401 and refused.headers["server"] == "gunicorn"
+        page = httpx.get(base + "/", auth=("anna", "correct horse"))
+        assert page.status_code == 200 and page.headers["server"] == "gunicorn"
+        signer = Flask("check")
+        signer.secret_key = key
+        session = SecureCookieSessionInterface().get_signing_serializer(signer).loads(page.cookies["session"])
+        assert session["user"]["email"] == "anna"
+        out = _stop(base)
+    assert "INFO emailrouter.dashboard.server: Using worker: gthread" in out, out
+    assert 'INFO emailrouter.dashboard.access: 127.0.0.1 "GET / HTTP/1.1" 401' in out, out
+    assert "Handling signal: term" in out and "Shutting down: Master" in out, out
+    assert "Session is not available" not in out and "is not set" not in out, out
+    assert key not in out and "correct horse" not in out
+
+
+def test_threads_and_port_are_checked(tmp_path):
+    "A bad --threads or a port that is taken: one line and exit code 2, before anything is built."
+    import socket
+    env = {**os.environ, "EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}"}
+
+    def dashboard(*args):
+        return subprocess.run([EXE, "dashboard", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env=env)
+    p = dashboard("--threads", "0")
+    assert p.returncode == 2 and p.stderr.strip() == "emailrouter: error: --threads must be at least 1, got 0"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        p = dashboard("--port", str(port))
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"emailrouter: error: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
 def test_no_public_dashboard_without_login(tmp_path):

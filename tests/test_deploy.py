@@ -60,7 +60,9 @@ def test_images_install_their_extras():
         text = (DEPLOY / f"{f}.Dockerfile").read_text()
         assert re.search(r"^USER 10001$", text, re.M), f"{f} image must not run as root"
     serve = (DEPLOY / "serve.Dockerfile").read_text()
-    assert "HEALTHCHECK" in serve and "/health" in serve and "emailrouter.serve:app" in serve and "HF_HUB_OFFLINE=1" in serve
+    assert "HEALTHCHECK" in serve and "/health" in serve and "HF_HUB_OFFLINE=1" in serve
+    # started by `emailrouter serve`, whose HTTP protocol times out slow clients' headers as well as their bodies
+    assert re.search(r'^CMD \["emailrouter", "serve", "--host", "0.0.0.0", "--port", "8000"\]$', serve, re.M)
 
 
 # ---- Kubernetes ----
@@ -146,6 +148,21 @@ def test_probes_hit_real_routes_and_ports(envs):
         assert c["resources"]["requests"]["cpu"] == c["resources"]["limits"]["cpu"] == "2"
         assert obj(docs, "Service", "emailrouter-serve")["spec"]["ports"][0]["targetPort"] == "http"
 
+
+
+def test_dashboard_image_runs_the_production_server(envs):
+    "The dashboard image runs a real `emailrouter dashboard` (gunicorn) on the port it exposes and its pods probe."
+    import json
+    from emailrouter.cli import build_parser, cmd_dashboard
+    text = (DEPLOY / "dashboard.Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
+    args = build_parser().parse_args(entry[1:])
+    expose = re.search(r"^EXPOSE (\d+)$", text, re.M).group(1)
+    assert entry[0] == "emailrouter" and args.func is cmd_dashboard and args.threads >= 1 and str(args.port) == expose
+    assert f"('127.0.0.1', {expose})" in text                     # the HEALTHCHECK connects to that port
+    for env, docs in envs.items():
+        c = obj(docs, "Deployment", "emailrouter-dashboard")["spec"]["template"]["spec"]["containers"][0]
+        assert str(c["ports"][0]["containerPort"]) == expose and c["readinessProbe"]["tcpSocket"]["port"] == "http"
 
 def test_job_arguments_are_real_commands(envs):
     "The Jobs' arguments parse as `emailrouter` commands; training Jobs want a GPU and start suspended."

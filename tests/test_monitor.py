@@ -28,7 +28,7 @@ def log_url(request, tmp_path):
     url = server_database(request.getfixturevalue(f"{request.param}_engine"), "emailrouter_monitor")
     e = sa.create_engine(url)
     with e.begin() as c:
-        for t in ("er_shadow", "er_feedback", "er_predictions", "alembic_version"): c.execute(sa.text(f"drop table if exists {t}"))
+        for t in ("er_shadow", "er_feedback", "er_predictions", "er_queue_sets", "alembic_version"): c.execute(sa.text(f"drop table if exists {t}"))
     e.dispose()
     return url
 
@@ -82,7 +82,7 @@ def test_serve_simulate_feedback_monitor(tiny_model, tmp_path):
         sim = _cli("simulate", "--url", url, "--n", "80", "--rate", "100", "--feedback", "0.5", "--feedback-delay", "0.5", env=env)
         assert sim.returncode == 0, sim.stdout + sim.stderr
         assert ", 0 errors" in sim.stdout and "sent 80 mails" in sim.stdout
-        no_key = _cli("simulate", "--url", url, "--n", "3", "--rate", "100", env={**env, "EMAILROUTER_API_KEY": ""})
+        no_key = _cli("simulate", "--url", url, "--n", "3", "--rate", "100", env={k: v for k, v in env.items() if k != "EMAILROUTER_API_KEY"})
         assert no_key.returncode == 1 and "3 errors" in no_key.stdout and "HTTP 401" in no_key.stdout   # the key is required
     df = read_log(log_engine(log_url))
     n_fb = int(df["true_queue"].notna().sum())

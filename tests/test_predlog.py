@@ -18,7 +18,7 @@ from emailrouter.testing import TcpProxy, free_port
 from conftest import server_database
 
 ANSWER = {"queue": "regning", "score": 0.8, "route": "regning", "top_k": [{"queue": "regning", "score": 0.8}]}
-TABLES = ("er_shadow", "er_feedback", "er_predictions", "alembic_version")
+TABLES = ("er_shadow", "er_feedback", "er_predictions", "er_queue_sets", "alembic_version")
 
 
 def rows(prefix, n, text="Min regning på 499 kr er for høj, [NAVN] æøå 🙂"):
@@ -49,7 +49,7 @@ def count(url):
 
 def test_schema_is_the_models(log_url):
     engine = log_engine(log_url)
-    assert migrate(engine) == "0001" and migrate(engine) == "0001"
+    assert migrate(engine) == "0002" and migrate(engine) == "0002"
     with engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
     engine.dispose()
