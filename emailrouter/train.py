@@ -20,7 +20,8 @@ import torch
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback,
                           PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed)
 
-from .core import DEFAULT_MAX_LENGTH, DEFAULT_SEED, LabelMaps, Settings, load_settings, quiet_libraries, redact_url
+from .core import (DEFAULT_MAX_LENGTH, DEFAULT_SEED, LabelMaps, Settings, base_model_name, load_settings,
+                              quiet_libraries, redact_url)
 from .data import EmailData
 from .explore import baseline_scores
 from .metrics import route_metrics
@@ -188,7 +189,7 @@ class TrainResult:
 
     def track(self, data: EmailData, settings: Settings | None = None, register: bool = True, run_id: str | None = None) -> TrackedModel:
         "Log this run to MLflow (params, history, scores, reports, model) and register the model as `@challenger`; with `run_id`, complete that live run."
-        params = {**self.params.flat(), "base_model": redact_url(self.base_model), "device": self.device, "precision": self.precision}
+        params = {**self.params.flat(), "base_model": base_model_name(self.base_model), "device": self.device, "precision": self.precision}
         metrics = {**self.metrics, "train_seconds": self.train_seconds, "train_samples_per_second": self.train_samples_per_second}
         history = () if run_id else self.history     # a live run has its curves already
         return log_training(self.model_dir, data, params, metrics, history, self.predictions, settings, register, run_id=run_id)
@@ -284,7 +285,7 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
         return TrainResult(model_dir, base, metrics, params, dev["device"], dev["precision"], seconds, float("nan"))
     (model_dir / ROUTER_FILE).write_text(json.dumps(
         {"max_length": params.max_length, "truncation": params.truncation, "head_share": params.head_share,
-         "base_model": redact_url(base)}, indent=2))
+         "base_model": base_model_name(base)}, indent=2))
     if calibrate_model:  # temperature and thresholds from validation logits; the test split reports what they buy
         cal = calibrate(model_dir, logits["validation"], predictions["validation"][1], s.target_accuracy, s.min_queue_support)
         names = params.unique_tags

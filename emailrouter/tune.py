@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 from transformers import TrainerCallback
 
-from .core import Settings, load_settings, redact_url
+from .core import Settings, base_model_name, load_settings, redact_url
 from .data import EmailData
 from .model import EmailRouter, serving_router
 from .registry import configure_mlflow, quiet_mlflow
@@ -279,7 +279,7 @@ def tune(data: EmailData, settings: Settings | None = None, n_trials: int | None
             base = hp.pop("base_model", None) or s.base_model
             trial.set_user_attr("hp", {**hp, "base_model": base})
             params = BertParams.from_data(data, s, **hp)
-            run_id = tracking.start(trial, {**params.flat(), "base_model": redact_url(base)})
+            run_id = tracking.start(trial, {**params.flat(), "base_model": base_model_name(base)})
             callbacks = ([MlflowLive(run_id)] if run_id else []) + ([] if latency else [PruneOnEvaluate(trial, f"eval_{metric}")])
             res = train(data, params, settings=s, base_model=base, output_dir=folder, onnx=latency and s.serve_backend != "torch",
                         baseline=False, evaluate_test=False, calibrate_model=False, callbacks=callbacks)

@@ -18,3 +18,14 @@ def test_another_seed_another_inbox():
     from emailrouter.demo import make_demo_corpus
     a, b = make_demo_corpus(200, seed=1), make_demo_corpus(200, seed=2)
     assert hashlib.sha256(a.body.str.cat().encode()).digest() != hashlib.sha256(b.body.str.cat().encode()).digest()
+
+
+def test_queue_specs_parse_as_written():
+    """Each queue of the phrase tables has a display name, a weight and neighbours, and nothing YAML made up (a comma
+    in an unquoted flow mapping starts a new key)."""
+    import yaml
+    from importlib import resources
+    spec = yaml.safe_load((resources.files("emailrouter") / "demo_inbox.yaml").read_text(encoding="utf-8"))["queues"]
+    for queue, s in spec.items():
+        assert set(s) == {"name", "weight", "neighbours"} and isinstance(s["name"], str), (queue, s)
+    assert spec["ingen_handling"]["name"] == "Ingen handling (tak, autosvar, spam)"
