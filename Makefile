@@ -14,10 +14,10 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo bench test check nbtest pytest readme docs notebooks clean
+.PHONY: help install demo bench test test-fast check nbtest pytest readme docs notebooks clean
 
 help:   ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /\1\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 12
 
 install: $(VENV)/.installed   ## create .venv with PyTorch (see TORCH_INDEX above) and emailrouter with its dev tools
 
@@ -45,6 +45,9 @@ nbtest: install   ## run every notebook's test cells on tiny data (nbdev_test)
 pytest: install   ## the pytest suites in tests/ (databases, API, browser, CLI processes)
 	@$(BIN)/python -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: tests/ must not be empty" >&2; exit 1; fi; exit $$rc
+
+test-fast: install check   ## the edit-test loop: sync checks and the pytest suites without databases, browser or processes
+	@$(BIN)/python -m pytest -q -m "not database and not browser and not slow" tests
 
 readme: install   ## render README.md from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not installable here)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --stdout --log-level=ERROR > README.md

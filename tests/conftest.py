@@ -1,6 +1,8 @@
 """Shared fixtures: real database servers (skipped with a reason where none runs), a tiny model, and clean settings."""
+import inspect
 import json
 import os
+import re
 import shutil
 import uuid
 from types import SimpleNamespace
@@ -81,6 +83,9 @@ def tiny_model(tmp_path_factory):
 
 
 def pytest_configure(config):
+    for name, what in (("database", "needs the MariaDB or PostgreSQL server"), ("browser", "drives headless Chromium"),
+                       ("slow", "starts processes (servers, the console script, venvs, Ray, MLflow, several trainers)")):
+        config.addinivalue_line("markers", f"{name}: {what}; `make test-fast` leaves these out, CI runs them")
     # schemathesis passes cookies per request, which Starlette's TestClient deprecates; not our code
     config.addinivalue_line("filterwarnings", "ignore:Setting per-request cookies:DeprecationWarning")
     config.addinivalue_line("filterwarnings", "ignore:Use 'content=<...>':DeprecationWarning")
@@ -106,3 +111,20 @@ def browser():
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     yield driver
     driver.quit()
+
+
+# The fast lane (`make test-fast`): markers set from what a test uses, so that no test has to remember to carry one.
+_SLOW_MODULES = {"test_inference_install", "test_distributed", "test_tune", "test_batch", "test_mlflow_server", "test_cli"}
+_STARTS_A_PROCESS = re.compile(r"serve_process\(|subprocess\.(?:run|Popen|check_output)\(|\b_?cli\(|\brun\(inference_env")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = {str(v) for v in getattr(getattr(item, "callspec", None), "params", {}).values()}
+        if names & {"mysql_engine", "postgres_engine"} or params & {"postgres", "mysql"}: item.add_marker("database")
+        if "browser" in names: item.add_marker("browser")
+        try: src = inspect.getsource(item.function)
+        except (OSError, TypeError): src = ""
+        if item.module.__name__ in _SLOW_MODULES or names & {"slow_server"} or _STARTS_A_PROCESS.search(src):
+            item.add_marker("slow")
