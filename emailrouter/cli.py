@@ -452,7 +452,7 @@ def cmd_monitor(args) -> int:
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def _check_port(host: str, port: int) -> None:
-    "A port that is taken (or a host not of this machine) ends the command with one line, before the app is built."
+    "A port that is taken (or a host not on the machine it runs on) ends the command with one line, before the app is built."
     import os
     import socket
     try: socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()

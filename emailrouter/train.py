@@ -90,7 +90,7 @@ def distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 def device_setup() -> dict[str, Any]:
-    "Pick device and precision for this machine; returns TrainingArguments overrides plus a description."
+    "Pick device and precision for the machine it runs on; returns TrainingArguments overrides plus a description."
     world = distributed()[1]
     procs = f" x {world} processes" if world > 1 else ""
     if torch.cuda.is_available():
