@@ -170,6 +170,15 @@ class Settings(BaseSettings):
             raise ValueError("is empty or only whitespace; set a real value, or unset the variable to turn this login off")
         return v
 
+    @field_validator("api_key")
+    @classmethod
+    def _sendable_key(cls, v):
+        # HTTP strips blanks around a header's value, so a key that starts or ends with one could never be sent
+        if v is not None and v.get_secret_value() != v.get_secret_value().strip():
+            raise ValueError("starts or ends with a blank or a line break (a secret file's last newline?), which no "
+                             "HTTP header can carry; remove it")
+        return v
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v): return v.upper() if isinstance(v, str) else v

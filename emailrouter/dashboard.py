@@ -242,10 +242,20 @@ def _session_key(s: Settings) -> str:
     return secrets.token_urlsafe(32)
 
 def _login(app: Dash, username: str, password: str):
-    """dash-auth's basic login, with the password compared in constant time and a malformed `Authorization` header
-    answered like a missing one (401), not with dash-auth's 500."""
+    """dash-auth's basic login, with the password compared in constant time, a malformed `Authorization` header
+    answered like a missing one (401), and a callback request that is not one answered 400: dash-auth reads its body
+    before it checks the login, and a 500 for anyone's junk would fill the log with tracebacks."""
     import binascii, hmac
     import dash_auth
+    import flask
+
+    @app.server.before_request          # registered first, so it runs before dash-auth's own check
+    def _callback_shape():
+        if flask.request.path == "/_dash-update-component" and flask.request.method == "POST":
+            body = flask.request.get_json(silent=True)
+            if not (isinstance(body, dict) and isinstance(body.get("output"), str) and isinstance(body.get("inputs"), list)
+                    and all(isinstance(x, dict) for x in body["inputs"])):
+                return flask.jsonify(error="not a Dash callback request"), 400
 
     class Login(dash_auth.BasicAuth):
         def is_authorized(self):

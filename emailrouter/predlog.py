@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .core import Settings, redact_url
@@ -25,9 +26,9 @@ if TYPE_CHECKING: import pandas as pd
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Base', 'utcnow', 'PredictionRow', 'FeedbackRow', 'QueueSetRow', 'queue_set_id', 'ShadowRow', 'log_engine',
-           'migrate', 'prediction_row', 'PredictionLog', 'FeedbackError', 'record_feedback', 'logged_request_ids',
-           'read_log', 'read_shadow']
+__all__ = ['log', 'REQUEST_ID_TYPE', 'Base', 'utcnow', 'PredictionRow', 'FeedbackRow', 'QueueSetRow', 'queue_set_id', 'ShadowRow',
+           'log_engine', 'migrate', 'prediction_row', 'PredictionLog', 'FeedbackError', 'record_feedback',
+           'logged_request_ids', 'read_log', 'read_shadow']
 
 # %% ../nbs/13_predlog.ipynb #9dfb94c6
 class Base(DeclarativeBase):
@@ -37,11 +38,15 @@ def utcnow() -> datetime:
     "Now, UTC, without tzinfo (stored the same way on SQLite, PostgreSQL and MariaDB)."
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
+# Request ids are case-sensitive (`Mail-1` and `mail-1` are two answers); MariaDB and MySQL compare text without case
+# by default, which would make the second a duplicate of the first: their column compares bytes.
+REQUEST_ID_TYPE = sa.String(80).with_variant(sa.dialects.mysql.VARCHAR(80, collation="utf8mb4_bin"), "mysql", "mariadb")
+
 class PredictionRow(Base):
     "One routed e-mail."
     __tablename__ = "er_predictions"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    request_id: Mapped[str] = mapped_column(REQUEST_ID_TYPE, unique=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
     model_name: Mapped[str | None] = mapped_column(sa.String(200))
     model_version: Mapped[str | None] = mapped_column(sa.String(40), index=True)
@@ -62,7 +67,7 @@ class FeedbackRow(Base):
     "The queue an agent confirmed or moved a mail to; every correction is kept, the latest wins."
     __tablename__ = "er_feedback"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(sa.String(80), index=True)
+    request_id: Mapped[str] = mapped_column(REQUEST_ID_TYPE, index=True)
     true_queue: Mapped[str] = mapped_column(sa.String(100))
     source: Mapped[str] = mapped_column(sa.String(40))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
@@ -81,7 +86,7 @@ class ShadowRow(Base):
     "A challenger's answer to a mail the champion routed."
     __tablename__ = "er_shadow"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(sa.String(80), index=True)
+    request_id: Mapped[str] = mapped_column(REQUEST_ID_TYPE, index=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
     model_name: Mapped[str | None] = mapped_column(sa.String(200))
     model_version: Mapped[str | None] = mapped_column(sa.String(40), index=True)
@@ -154,6 +159,9 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._last_warning = 0.0
+        u = sa.engine.make_url(url)
+        self._file = (Path(u.database) if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:")
+                      else None)
 
     @classmethod
     def from_settings(cls, s: Settings, enrich=None) -> "PredictionLog | None":
@@ -195,6 +203,10 @@ class PredictionLog:
         return self
 
     def _connect(self):
+        if self.engine is not None and self._file is not None and not self._file.exists():
+            # the SQLite file was deleted under us (`make clean`): rows written now would go to the unlinked file
+            log.warning("prediction log %s was deleted while in use; creating it anew", self._file)
+            self.engine.dispose(); self.engine, self.migrated = None, False
         if self.engine is None: self.engine = log_engine(self.url)
         if not self.migrated: migrate(self.engine); self.migrated = True
 

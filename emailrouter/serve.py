@@ -12,6 +12,7 @@ __all__ = ['log', 'access_log', 'Text', 'REQUEST_ID', 'WARMUP_EMAIL', 'feedback'
 # %% ../nbs/14_serve.ipynb #c29ff6a4
 # no `from __future__ import annotations` here: FastAPI must see the real request-model classes, not their names
 import asyncio
+import threading
 import hmac
 import json
 import logging
@@ -536,6 +537,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
 def _forget(fut: asyncio.Future):
     if not fut.cancelled(): fut.exception()
 
+def _cpu_clock() -> Callable[[], float]:
+    "A clock of the calling thread's CPU time that other threads can read (wall time where the OS offers none)."
+    try:
+        clock = time.pthread_getcpuclockid(threading.get_ident())
+        time.clock_gettime(clock)
+        return lambda: time.clock_gettime(clock)
+    except (AttributeError, OSError): return time.perf_counter
+
 class Cleaner:
     "Cleans a request's mails in a bounded pool of threads, each mail held to a time budget."
     def __init__(self, settings: Settings):
@@ -549,16 +558,17 @@ class Cleaner:
     def _clean_all(self, emails: list[Email], progress: dict) -> list[str]:
         "In a worker thread: clean `emails` in order, noting which one is being cleaned and since when."
         s, texts, n = self.settings, [], len(emails)
+        cpu = progress["cpu"] = _cpu_clock()
         progress["started"] = True
         for i, e in enumerate(emails):
             if progress.get("abandoned"): break
-            progress.update(index=i, since=time.perf_counter())
+            progress.update(index=i, since=time.perf_counter(), cpu_since=cpu())
             where = self._where(i, n)
             if len(e.body.encode("utf-8")) > s.max_body_bytes:
                 raise HTTPException(413, f"{where} is over EMAILROUTER_MAX_BODY_BYTES={s.max_body_bytes} bytes")
             if not e.body.strip(): raise HTTPException(422, f"{where} is empty or only whitespace")
             text = clean_email(e.subject, e.body)
-            if time.perf_counter() - progress["since"] > self.budget: raise self._over_budget(i, n)
+            if cpu() - progress["cpu_since"] > self.budget: raise self._over_budget(i, n)
             body_part = text.split(SUBJECT_SEP, 1)[1] if SUBJECT_SEP in text and e.subject else text
             if not body_part.strip():
                 raise HTTPException(422, f"{where} has no text once HTML markup, quoted history and signature are removed")
@@ -570,7 +580,8 @@ class Cleaner:
                                   f"{self.settings.clean_timeout_ms:g} ms; send it as plain text, or shorter")
 
     async def clean(self, emails: list[Email]) -> list[str]:
-        "The cleaned text of each mail; 413/422 for a mail that is too long, empty or over the budget, 503 when swamped."
+        """The cleaned text of each mail; 413/422 for a mail that is too long, empty or over its budget of CPU time, 503
+        when the server is too busy to clean it in time (queued, or waiting for the CPU behind other work)."""
         progress: dict = {}
         fut = asyncio.get_running_loop().run_in_executor(self.pool, self._clean_all, emails, progress)
         queued_until = time.perf_counter() + 5 * self.budget
@@ -581,10 +592,14 @@ class Cleaner:
             if not progress.get("started") and now > queued_until:
                 fut.cancel()
                 raise HTTPException(503, "server busy cleaning other mails; retry shortly")
-            if progress.get("started") and now - progress["since"] > self.budget:
+            if not progress.get("started"): continue
+            over_cpu = progress["cpu"]() - progress["cpu_since"] > self.budget   # the mail's own cost: the sender's
+            over_wall = now - progress["since"] > 5 * self.budget                # time lost to other work: ours
+            if over_cpu or over_wall:
                 progress["abandoned"] = True     # the thread finishes the mail it is on (cleaning is linear) and stops
                 fut.add_done_callback(_forget)   # what it ends with is not wanted, and must not be logged as lost
-                raise self._over_budget(progress["index"], len(emails))
+                if over_cpu: raise self._over_budget(progress["index"], len(emails))
+                raise HTTPException(503, "server busy: cleaning this request waited too long for the CPU; retry shortly")
 
     def stop(self): self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -771,9 +786,38 @@ except ImportError: _Protocol = None    # without httptools, `run_server` uses u
 
 if _Protocol is not None:
     class ReadTimeoutProtocol(_Protocol):
-        "uvicorn's httptools protocol with a deadline for each request's headers (and for a new connection's first byte)."
+        """uvicorn's httptools protocol with a deadline for each request's headers (and for a new connection's first
+        byte), a cap on the size of the headers (431), and its own errors in the API's JSON shape."""
         _deadline = None
         _GRACE = 2.0                      # past the body deadline, for the middleware's 408 to go out first
+        MAX_HEADER_BYTES = 65_536         # request line and headers; nginx's default buffers hold 32 KB
+        _in_headers, _header_bytes, _discard = True, 0, False
+
+        def _answer(self, status: bytes, error: str):
+            """Write a JSON error and end the connection, for what goes wrong before the application sees a request.
+            What the client still sends is read and dropped for a moment before closing: closing with unread data
+            would reset the connection, and the client might never read the answer."""
+            data = Problem(error=error).model_dump_json().encode()
+            self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                                 b"connection: close\r\n\r\n%s" % (status, len(data), data))
+            self._discard = True
+            if self.transport.can_write_eof(): self.transport.write_eof()
+            self.loop.call_later(2.0, self._close)
+
+        def _close(self):
+            if not self.transport.is_closing(): self.transport.close()
+
+        def send_400_response(self, msg: str):      # uvicorn's plain-text answer to a request it cannot parse
+            self._answer(b"400 Bad Request", f"not a valid HTTP request ({msg.rstrip('.').lower()})")
+
+        def data_received(self, data: bytes):
+            if self._discard: return
+            if self._in_headers: self._header_bytes += len(data)
+            super().data_received(data)
+            if self._in_headers and self._header_bytes > self.MAX_HEADER_BYTES and not self.transport.is_closing():
+                self._disarm()
+                self._answer(b"431 Request Header Fields Too Large",
+                             f"request headers over {self.MAX_HEADER_BYTES} bytes")
 
         def _arm(self, seconds: float, answer: bool):
             self._disarm()
@@ -789,11 +833,13 @@ if _Protocol is not None:
             super().on_message_begin(); self._arm(_read_timeout(), True)
 
         def on_headers_complete(self):
+            self._in_headers = False
             super().on_headers_complete()
             self._arm(_read_timeout() + self._GRACE, False)   # the body is the middleware's; this is the backstop
 
         def on_message_complete(self):
             super().on_message_complete(); self._disarm()
+            self._in_headers, self._header_bytes = True, 0     # what comes next is the next request's
 
         def connection_lost(self, exc):
             self._disarm(); super().connection_lost(exc)
@@ -802,10 +848,8 @@ if _Protocol is not None:
             self._deadline = None
             if self.transport.is_closing(): return
             if answer and (self.cycle is None or self.cycle.response_complete):
-                body = Problem(error=f"request not received within EMAILROUTER_READ_TIMEOUT_SECONDS={_read_timeout():g} s")
-                data = body.model_dump_json().encode()
-                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(data), data))
+                return self._answer(b"408 Request Timeout",
+                                    f"request not received within EMAILROUTER_READ_TIMEOUT_SECONDS={_read_timeout():g} s")
             self.transport.close()
 else: ReadTimeoutProtocol = None
 

@@ -63,13 +63,31 @@ def test_cleaning_runs_off_the_event_loop(tiny_model, monkeypatch):
     assert asyncio.run(scenario()) == (200, 200, True, 200)
 
 
+def _busy(seconds: float):
+    "Use `seconds` of this thread's CPU time, as an expensive mail would."
+    t = time.thread_time()
+    while time.thread_time() - t < seconds: pass
+
+
 def test_a_mail_over_the_cleaning_budget_is_a_clear_422(tiny_model, monkeypatch):
     real = serve.clean_email
-    monkeypatch.setattr(serve, "clean_email", lambda s, b: (time.sleep(0.5), real(s, b))[1])
+    monkeypatch.setattr(serve, "clean_email", lambda s, b: (_busy(0.5), real(s, b))[1])
     with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
         r = c.post("/predict/batch", json={"emails": [MAIL, MAIL]})
         assert r.status_code == 422
         assert "emails[0].body could not be cleaned within EMAILROUTER_CLEAN_TIMEOUT_MS=100 ms" in r.json()["error"]
+
+
+def test_a_mail_that_only_waits_for_the_cpu_is_not_blamed(tiny_model, monkeypatch):
+    "Time a mail spends waiting behind other work (here asleep, using no CPU) is the server's, not the sender's."
+    real = serve.clean_email
+    monkeypatch.setattr(serve, "clean_email", lambda s, b: (time.sleep(0.3), real(s, b))[1])
+    with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
+        assert c.post("/predict", json=MAIL).status_code == 200          # 3 budgets of waiting: cleaned and answered
+    monkeypatch.setattr(serve, "clean_email", lambda s, b: (time.sleep(1.0), real(s, b))[1])
+    with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
+        r = c.post("/predict", json=MAIL)                                  # 10 budgets: busy, retry; not a 422
+        assert r.status_code == 503 and "server busy" in r.json()["error"]
 
 
 # ---------------------------------------------------------------- the API key
@@ -242,3 +260,21 @@ def test_the_body_deadline_holds_under_plain_uvicorn(tiny_model, tmp_path):
     with serve_process(cmd, env=env, cwd=tmp_path) as url, _connect(url) as s:
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         assert _read_all(s).startswith(b"HTTP/1.1 408")
+
+
+def test_oversized_headers_get_431_before_they_fill_memory(slow_server):
+    with _connect(slow_server) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        try:
+            for _ in range(64): s.sendall(b"a" * 16_384)        # 1 MB of one header, never finished
+        except OSError: pass                                     # the server may close while we still send
+        data = _read_all(s)
+    assert data.startswith(b"HTTP/1.1 431") and b'"error":"request headers over 65536 bytes"' in data
+
+
+def test_unparseable_http_gets_the_json_error_shape(slow_server):
+    with _connect(slow_server) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        data = _read_all(s)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["error"].startswith("not a valid HTTP request")

@@ -49,7 +49,7 @@ def count(url):
 
 def test_schema_is_the_models(log_url):
     engine = log_engine(log_url)
-    assert migrate(engine) == "0002" and migrate(engine) == "0002"
+    assert migrate(engine) == "0003" and migrate(engine) == "0003"
     with engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
     engine.dispose()
@@ -188,3 +188,30 @@ def test_sqlite_full_disk_rows_wait_and_are_written_when_there_is_room(tmp_path)
     e = sa.create_engine(url)
     with e.connect() as c: assert c.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     e.dispose()
+
+
+def test_request_ids_differing_in_case_are_different_answers(log_url):
+    "MariaDB compares text without case by default; the log's request ids compare by their bytes on every database."
+    from emailrouter.predlog import logged_request_ids
+    plog = PredictionLog(log_url, flush_seconds=0.05).start()
+    plog.put([prediction_row(rid, "x", ANSWER, "emailrouter", "1", 1.0) for rid in ("Case-q1", "case-q1", "CASE-q1")])
+    assert plog.flush(30)
+    st = plog.stop()
+    assert (st["written"], st["rejected"]) == (3, 0)
+    engine = log_engine(log_url)
+    assert logged_request_ids(engine, ["case-q1", "cAsE-q1"]) == ["case-q1"]
+    record_feedback(engine, "case-q1", "mobil", "agent", ["regning", "mobil"])
+    df = read_log(engine).set_index("request_id")
+    assert df.loc["case-q1", "true_queue"] == "mobil" and df["true_queue"].notna().sum() == 1
+    engine.dispose()
+
+
+def test_a_deleted_sqlite_log_is_created_anew_not_written_into_the_void(tmp_path):
+    "Deleting the log's file while a server writes to it (`make clean`) must not send the next rows to an unlinked file."
+    path = tmp_path / "log.db"
+    plog = PredictionLog(f"sqlite:///{path}", flush_seconds=0.05).start()
+    plog.put(rows("before", 3)); assert plog.flush(30)
+    for f in tmp_path.glob("log.db*"): f.unlink()
+    plog.put(rows("after", 4)); assert plog.flush(30)
+    plog.stop()
+    assert count(f"sqlite:///{path}") == 4
