@@ -546,7 +546,7 @@ def _cpu_clock() -> Callable[[], float]:
     except (AttributeError, OSError): return time.perf_counter
 
 class Cleaner:
-    "Cleans a request's mails in a bounded pool of threads, each mail held to a time budget."
+    "Cleans a request's mails in a bounded pool of threads, each mail held to a budget of CPU time."
     def __init__(self, settings: Settings):
         self.settings = s = settings
         self.budget = s.clean_timeout_ms / 1000
@@ -559,10 +559,9 @@ class Cleaner:
         "In a worker thread: clean `emails` in order, noting which one is being cleaned and since when."
         s, texts, n = self.settings, [], len(emails)
         cpu = progress["cpu"] = _cpu_clock()
-        progress["started"] = True
         for i, e in enumerate(emails):
             if progress.get("abandoned"): break
-            progress.update(index=i, since=time.perf_counter(), cpu_since=cpu())
+            progress.update(index=i, since=time.perf_counter(), cpu_since=cpu(), started=True)  # one update: read whole
             where = self._where(i, n)
             if len(e.body.encode("utf-8")) > s.max_body_bytes:
                 raise HTTPException(413, f"{where} is over EMAILROUTER_MAX_BODY_BYTES={s.max_body_bytes} bytes")
