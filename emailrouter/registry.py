@@ -31,7 +31,7 @@ if TYPE_CHECKING: from emailrouter.data import EmailData  # for annotations only
 log = logging.getLogger("emailrouter.registry")
 
 # %% auto #0
-__all__ = ['log', 'CHALLENGER', 'CHAMPION', 'QUEUE_SHARES', 'PYFUNC_SIGNATURE', 'INPUT_EXAMPLE', 'quiet_mlflow',
+__all__ = ['log', 'CHALLENGER', 'CHAMPION', 'QUEUE_SHARES', 'PYFUNC_SIGNATURE', 'INPUT_EXAMPLE', 'EPOCH_METRICS', 'quiet_mlflow',
            'configure_mlflow', 'data_fingerprint', 'git_commit', 'package_versions', 'ModelNotFound', 'ModelURI',
            'parse_model_uri', 'check_model', 'RouterPyfunc', 'TrackedModel', 'open_run', 'end_run', 'interrupted_run',
            'log_training', 'promote', 'version_files', 'LoadedModel', 'load_model', 'training_queue_shares']
@@ -229,7 +229,7 @@ def interrupted_run(settings: Settings | None = None, role: str = "train"):
                                       order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
 
-_EPOCH_METRICS = {"loss": "train_loss", "eval_loss": "eval_loss", "eval_accuracy": "eval_accuracy", "eval_macro_f1": "eval_macro_f1",
+EPOCH_METRICS = {"loss": "train_loss", "eval_loss": "eval_loss", "eval_accuracy": "eval_accuracy", "eval_macro_f1": "eval_macro_f1",
                   "eval_weighted_f1": "eval_weighted_f1", "learning_rate": "learning_rate"}
 
 def log_training(model_dir: str | Path, data: EmailData, params: dict[str, Any], metrics: dict[str, float],
@@ -250,7 +250,7 @@ def log_training(model_dir: str | Path, data: EmailData, params: dict[str, Any],
         mlflow.log_params({k: v for k, v in params.items() if k not in run.data.params})
         mlflow.set_tags(tags)
         for entry in history:
-            for k, name in _EPOCH_METRICS.items():
+            for k, name in EPOCH_METRICS.items():
                 if k in entry: mlflow.log_metric(name, float(entry[k]), step=int(entry.get("step", 0)))
         mlflow.log_metrics(metrics)
         mlflow.log_dict({"unique_tags": data.unique_tags, "tag2id": data.tag2id, "id2tag": {str(k): v for k, v in data.id2tag.items()}},

@@ -26,7 +26,7 @@ from .data import EmailData
 from .explore import baseline_scores
 from .metrics import route_metrics
 from .model import ONNX_DIR, PARITY_FILE, ROUTER_FILE, OnnxParityError, calibrate, encode, export_onnx, softmax
-from .registry import _EPOCH_METRICS, TrackedModel, log_training
+from .registry import EPOCH_METRICS, TrackedModel, log_training
 
 log = logging.getLogger("emailrouter.train")
 
@@ -131,7 +131,7 @@ class MlflowLive(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         from mlflow.entities import Metric
         now = int(time.time() * 1000)
-        metrics = [Metric(_EPOCH_METRICS.get(k, k), float(v), now, int(state.global_step)) for k, v in (logs or {}).items()
+        metrics = [Metric(EPOCH_METRICS.get(k, k), float(v), now, int(state.global_step)) for k, v in (logs or {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "epoch"]
         if not metrics or self.broken: return
         try: self.client.log_batch(self.run_id, metrics=metrics)
