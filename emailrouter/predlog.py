@@ -203,8 +203,9 @@ class PredictionLog:
         return self
 
     def _connect(self):
-        if self.engine is not None and self._file is not None and not self._file.exists():
-            # the SQLite file was deleted under us (`make clean`): rows written now would go to the unlinked file
+        if self.migrated and self._file is not None and not self._file.exists():
+            # the SQLite file it wrote to was deleted under us (`make clean`): rows written now would go to the unlinked
+            # file. (A file that was never there is a database not reachable yet: rows wait, as for any database.)
             log.warning("prediction log %s was deleted while in use; creating it anew", self._file)
             self.engine.dispose(); self.engine, self.migrated = None, False
         if self.engine is None: self.engine = log_engine(self.url)
