@@ -343,8 +343,10 @@ class Recorder:
         used = [i for i in ids if i in self.recent]
         if not used:
             for i in ids: self.recent[i] = None
+            while len(self.recent) > self.remember: self.recent.popitem(last=False)   # bounded, log or no log
             if self.log is not None:
-                try: used = await asyncio.get_running_loop().run_in_executor(None, self._logged, ids)
+                try:   # a database that does not answer in a second costs the check, not the request
+                    used = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, self._logged, ids), 1.0)
                 except Exception as e:
                     now = time.monotonic()
                     if now - self._last_warning > 10:
@@ -547,6 +549,8 @@ def _cpu_clock() -> Callable[[], float]:
 
 class Cleaner:
     "Cleans a request's mails in a bounded pool of threads, each mail held to a budget of CPU time."
+    WAIT_BUDGETS = 5   # budgets of wall time a request may wait (queued, or for the CPU) before it is told to retry
+
     def __init__(self, settings: Settings):
         self.settings = s = settings
         self.budget = s.clean_timeout_ms / 1000
@@ -583,17 +587,18 @@ class Cleaner:
         when the server is too busy to clean it in time (queued, or waiting for the CPU behind other work)."""
         progress: dict = {}
         fut = asyncio.get_running_loop().run_in_executor(self.pool, self._clean_all, emails, progress)
-        queued_until = time.perf_counter() + 5 * self.budget
+        queued_until = time.perf_counter() + self.WAIT_BUDGETS * self.budget
         while True:
             done, _ = await asyncio.wait({fut}, timeout=self.budget / 4)
             if done: return fut.result()
             now = time.perf_counter()
             if not progress.get("started") and now > queued_until:
-                fut.cancel()
+                progress["abandoned"] = True     # in case the thread takes it up just now: it stops at once
+                fut.cancel(); fut.add_done_callback(_forget)
                 raise HTTPException(503, "server busy cleaning other mails; retry shortly")
             if not progress.get("started"): continue
             over_cpu = progress["cpu"]() - progress["cpu_since"] > self.budget   # the mail's own cost: the sender's
-            over_wall = now - progress["since"] > 5 * self.budget                # time lost to other work: ours
+            over_wall = now - progress["since"] > self.WAIT_BUDGETS * self.budget  # time lost to other work: ours
             if over_cpu or over_wall:
                 progress["abandoned"] = True     # the thread finishes the mail it is on (cleaning is linear) and stops
                 fut.add_done_callback(_forget)   # what it ends with is not wanted, and must not be logged as lost
@@ -796,6 +801,8 @@ if _Protocol is not None:
             """Write a JSON error and end the connection, for what goes wrong before the application sees a request.
             What the client still sends is read and dropped for a moment before closing: closing with unread data
             would reset the connection, and the client might never read the answer."""
+            if self._discard or self.transport.is_closing(): return   # answered already: one answer per connection
+            self._disarm()
             data = Problem(error=error).model_dump_json().encode()
             self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                                  b"connection: close\r\n\r\n%s" % (status, len(data), data))

@@ -291,7 +291,9 @@ def _mask_iban(m: re.Match) -> str:
     return s
 
 # %% ../nbs/01_text.ipynb #3c2bb270
-_DIGIT_GROUPS = re.compile(r"(?<![\w+])(?>[0-9]+(?:[ .-][0-9]+)*)(?!\w)")  # digit groups joined by a blank, dot or dash
+# digit groups joined by a blank, dot or dash; a word character right after is captured, not looked ahead at: a failed
+# lookahead would restart the search at every separator of a long run, which is quadratic ("1 1 1 ... 1a")
+_DIGIT_GROUPS = re.compile(r"(?<![\w+])(?>[0-9]+(?:[ .-][0-9]+)*)(\w?)")
 _GROUP_SEP = re.compile(r"([ .-])")
 
 def _luhn(digits: str) -> bool:
@@ -315,7 +317,7 @@ def _card_at(groups: list[str], seps: list[str], i: int) -> tuple[int, int]:
 def _mask_cards(m: re.Match) -> str:
     "Card numbers (Luhn-valid) in a run of digit groups become [CARD]; what else the run holds stays."
     run = m.group(0)
-    if len(run) < 13: return run
+    if m.group(1) or len(run) < 13: return run   # digits running into a word are not a number of their own
     parts = _GROUP_SEP.split(run)
     groups, seps = parts[0::2], parts[1::2]
     out, i = [], 0
@@ -330,7 +332,7 @@ def _mask_cards(m: re.Match) -> str:
 def _mask_card_shaped(m: re.Match) -> str:
     "[NUMBER] for a whole run of digit groups that has a card number's shape (and failed its check)."
     run = m.group(0)
-    if len(run) < 13: return run
+    if m.group(1) or len(run) < 13: return run   # digits running into a word are not a number of their own
     parts = _GROUP_SEP.split(run)
     return PLACEHOLDERS["number"] if _card_at(parts[0::2], parts[1::2], 0)[1] == len(parts) // 2 + 1 else run
 

@@ -72,6 +72,7 @@ def _busy(seconds: float):
 def test_a_mail_over_the_cleaning_budget_is_a_clear_422(tiny_model, monkeypatch):
     real = serve.clean_email
     monkeypatch.setattr(serve, "clean_email", lambda s, b: (_busy(0.5), real(s, b))[1])
+    monkeypatch.setattr(serve.Cleaner, "WAIT_BUDGETS", 50)    # a loaded CI machine must not make it a wait (503)
     with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
         r = c.post("/predict/batch", json={"emails": [MAIL, MAIL]})
         assert r.status_code == 422
@@ -82,9 +83,11 @@ def test_a_mail_that_only_waits_for_the_cpu_is_not_blamed(tiny_model, monkeypatc
     "Time a mail spends waiting behind other work (here asleep, using no CPU) is the server's, not the sender's."
     real = serve.clean_email
     monkeypatch.setattr(serve, "clean_email", lambda s, b: (time.sleep(0.3), real(s, b))[1])
+    monkeypatch.setattr(serve.Cleaner, "WAIT_BUDGETS", 20)
     with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
         assert c.post("/predict", json=MAIL).status_code == 200          # 3 budgets of waiting: cleaned and answered
     monkeypatch.setattr(serve, "clean_email", lambda s, b: (time.sleep(1.0), real(s, b))[1])
+    monkeypatch.setattr(serve.Cleaner, "WAIT_BUDGETS", 5)
     with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
         r = c.post("/predict", json=MAIL)                                  # 10 budgets: busy, retry; not a 422
         assert r.status_code == 503 and "server busy" in r.json()["error"]
@@ -161,12 +164,21 @@ def test_a_reused_request_id_is_refused_before_answering(tiny_model, tmp_path):
         assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-3"}).status_code == 200
 
 
-def test_request_ids_are_unchecked_but_served_when_the_log_is_down(tiny_model, tmp_path):
+def test_request_ids_are_unchecked_but_served_when_the_log_is_down(tiny_model, tmp_path, caplog):
     "A log database that cannot be asked costs the check, never the prediction."
     bad = tmp_path / "file"
     bad.write_text("not a folder")
     with client_for(tiny_model.model_dir, log_url=f"sqlite:///{bad}/log.db") as c:
         assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-9"}).status_code == 200
+        assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-9"}).status_code == 409   # memory still knows
+    assert "request ids not checked against the log" in caplog.text
+
+
+def test_request_ids_without_a_log_are_remembered_within_bounds(tiny_model):
+    with client_for(tiny_model.model_dir, log_url="", log_queue_size=3) as c:
+        for i in range(20): assert c.post("/predict", json=MAIL, headers={"X-Request-ID": f"m-{i}"}).status_code == 200
+        assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "m-19"}).status_code == 409
+        assert len(c.app.state.recorder.recent) <= 6
 
 
 # ---------------------------------------------------------------- one error shape

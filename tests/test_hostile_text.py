@@ -188,6 +188,9 @@ HOSTILE_TEXT = {  # about 8 KB at n = 1,000, 64 KB at 8,000
     "long line": lambda n: "a" * (8 * n), "lines": lambda n: "Fra: x\nDen skrev\n" * n,
     "disclaimers": lambda n: "denne email er " * n, "dashes": lambda n: "-----\n" * n,
     "cpr-like": lambda n: "010185\u2011" * n,
+    # digit groups that run into a word at the very end: every separator was a new start for the search
+    "groups ending in a word": lambda n: "1 " * (4 * n) + "1a", "dotted groups ending in a word": lambda n: "1." * (4 * n) + "1a",
+    "dashed groups ending in a word": lambda n: "1-" * (4 * n) + "1a",
 }
 
 
