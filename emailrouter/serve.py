@@ -860,9 +860,13 @@ if _Protocol is not None:
 else: ReadTimeoutProtocol = None
 
 def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, settings: Settings | None = None):
-    "Serve `emailrouter.serve:app` with uvicorn, the read and keep-alive timeouts of `settings` (default: the environment)."
+    """Serve `emailrouter.serve:app` with uvicorn, the read and keep-alive timeouts of `settings` (default: the
+    environment). With several workers each worker process reads its settings, the read timeout included, from the
+    environment."""
+    global _READ_TIMEOUT
     import uvicorn
     s = settings or load_settings()
+    _READ_TIMEOUT = s.read_timeout_seconds       # the protocol's header deadline: these settings', not a second read
     uvicorn.run("emailrouter.serve:app", host=host, port=port, workers=workers, log_level=s.log_level.lower(),
                 timeout_keep_alive=s.keepalive_seconds, http=ReadTimeoutProtocol or "auto",
                 access_log=False)     # the app writes its own access log: one JSON line per request, with the request id
