@@ -23,7 +23,7 @@ from emailrouter.core import load_settings, setup_logging
 from emailrouter.data import DataError, load_emails, read_source
 from emailrouter.metrics import route_metrics
 from emailrouter.model import EmailRouter
-from emailrouter.registry import package_versions
+from emailrouter.tracking import package_versions
 from emailrouter.text import clean_email
 from emailrouter.train import BertParams, train
 

@@ -17,7 +17,7 @@ import pandas as pd
 from emailrouter.batch import score_archive
 from emailrouter.core import load_settings, setup_logging
 from emailrouter.demo import make_demo_corpus
-from emailrouter.registry import package_versions
+from emailrouter.tracking import package_versions
 
 HERE = Path(__file__).resolve().parent
 

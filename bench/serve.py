@@ -233,7 +233,7 @@ def main(argv=None):
         sys.exit("serve bench: no model folder; run `emailrouter train --demo` first or pass --model")
     from emailrouter.core import load_settings
     from emailrouter.data import load_emails
-    from emailrouter.registry import package_versions
+    from emailrouter.tracking import package_versions
     result = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
               f"{platform.processor() or 'cpu'}", "clients": args.clients, "seconds": args.seconds, "versions": package_versions()}
     result["cpu"] = cpu_description()

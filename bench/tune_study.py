@@ -29,8 +29,8 @@ from transformers import TrainerCallback
 
 from emailrouter.core import load_settings, setup_logging
 from emailrouter.data import load_emails
-from emailrouter.explore import baseline_scores
-from emailrouter.registry import package_versions
+from emailrouter.baseline import baseline_scores
+from emailrouter.tracking import package_versions
 from emailrouter.train import BertParams, train
 from emailrouter.tune import best_params, params_for, trials_frame, tune
 

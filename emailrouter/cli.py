@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -80,7 +81,7 @@ def _sigterm_interrupts():
 
 def cmd_train(args) -> int:
     "Fine-tune on a source (or the demo corpus), tracked live in MLflow, and print a summary; --resume continues an interrupted run."
-    from emailrouter.registry import data_fingerprint, end_run, interrupted_run, open_run, promote  # torch/mlflow only where needed
+    from emailrouter.tracking import data_fingerprint, end_run, interrupted_run, open_run, promote  # torch/mlflow only where needed
     from emailrouter.train import BertParams, MlflowLive, distributed, train
     rank, world = distributed()                   # under torchrun / accelerate launch: one process per device
     say = print if rank == 0 else (lambda *a, **k: None)
@@ -184,7 +185,7 @@ def cmd_tune(args) -> int:
 
 def cmd_promote(args) -> int:
     "Promote the registered challenger to champion when it scores at least as well (on the test split, or on agents' feedback)."
-    from emailrouter.registry import promote
+    from emailrouter.tracking import promote
     s = load_settings()
     if args.on_feedback:
         from emailrouter.monitor import promote_on_feedback
@@ -202,18 +203,19 @@ def cmd_promote(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #97500555
 def cmd_serve(args) -> int:
-    """Run the API with uvicorn, as `uvicorn emailrouter.serve:app` does, plus the read timeout for a request's headers
-    (`emailrouter.serve.run_server`)."""
-    import os
-    if args.model_uri: os.environ["EMAILROUTER_MODEL_URI"] = args.model_uri
-    import emailrouter.serve
-    if args.workers > 1:   # each worker loads the model; the supervisor only checks that it exists, holding no copy itself
-        from emailrouter.registry import ModelNotFound, check_model
-        try: check_model(load_settings().model_uri)
-        except ModelNotFound as e: raise DataError(str(e)) from None
-    else:                  # the app, model loaded, built here first: a model that cannot be served ends it with one line
-        emailrouter.serve.app
-    emailrouter.serve.run_server(args.host, args.port, args.workers)
+    """Run the API with `emailrouter.serve.run_server`: the model checked (and, with one worker, loaded) before the
+    server starts, so that a model that cannot be served ends the command with one line."""
+    s = load_settings(**({"model_uri": args.model} if args.model else {}))
+    from emailrouter.registry import ModelNotFound, check_model, load_model
+    from emailrouter.serve import run_server
+    try:
+        if args.workers > 1:   # each worker process builds its app from the environment: --model must be there for them
+            check_model(s.model_uri, s)
+            os.environ["EMAILROUTER_MODEL_URI"] = s.model_uri
+            model = None
+        else: model = load_model(s.model_uri, s)
+    except ModelNotFound as e: raise DataError(str(e)) from None
+    run_server(args.host, args.port, args.workers, settings=s, model=model)
     return 0
 
 # %% ../nbs/90_cli.ipynb #9c2d40c9
@@ -246,9 +248,7 @@ def _print_label_metrics(res: pd.DataFrame, probs, router, s) -> None:
         log.warning("%d labelled mails are in %d queues the model does not have and count as wrong: %s%s",
                     unknown.sum(), len(unknown), named, f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
     ids = {q: i for i, q in enumerate([*router.labels, *unknown.index])}
-    default = s.confidence_threshold if s.confidence_threshold is not None else router.thresholds.get("global", 0.5)
-    per_queue = {router.labels.index(q): t for q, t in router.thresholds.get("per_queue", {}).items()}
-    mm = route_metrics(probs[scored], labels.map(ids).to_numpy(), threshold={**per_queue, "global": default})
+    mm = route_metrics(probs[scored], labels.map(ids).to_numpy(), threshold=router.threshold_ids(s.confidence_threshold))
     left = len(res) - len(labels)
     print(f"scored against the labels of {len(labels)} mails over {len(ids)} queues"
           + (f" ({left} without a label or text left out)" if left else ""))
@@ -300,7 +300,7 @@ def cmd_analyse(args) -> int:
     from emailrouter.analysis import analyse, to_html
     s = load_settings()
     m = _resolve_model(args.model, s)
-    source = args.data or _training_source(m, s)
+    source = args.source or _training_source(m, s)
     data = load_emails(source, query=args.query, settings=s)
     meta = None
     if source.startswith("demo"):          # the demo inbox's truth: kind of mail, true queue
@@ -478,129 +478,132 @@ def cmd_dashboard(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #1035833a
-def build_parser() -> argparse.ArgumentParser:
-    "The `emailrouter` argument parser: one subcommand per job."
-    p = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: EMAILROUTER_LOG_LEVEL)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+_SOURCE = "file, SQLAlchemy URL, demo[:n] or hf:<name>"
+_MODEL = ("registry URI (models:/<name>@<alias>, models:/<name>/<version>, runs:/<run>/model), run id or model folder "
+          "(default: EMAILROUTER_MODEL_URI, the registered @champion)")
 
-    d = sub.add_parser("demo-data", help="write the built-in Danish demo corpus")
-    d.add_argument("--n", type=int, default=5000, help="number of mails (default 5000)")
-    d.add_argument("--seed", type=int, default=None, help=f"default: EMAILROUTER_SEED ({DEFAULT_SEED})")
-    d.add_argument("--out", default="demo.parquet", help="output file: .parquet, .csv or .jsonl (default demo.parquet)")
-    d.set_defaults(func=cmd_demo_data)
-
-    x = sub.add_parser("data", help="load, validate, clean and split labelled e-mails; print the report")
-    x.add_argument("source", nargs="?", help="file, SQLAlchemy URL, demo[:n] or hf:<name> (default: EMAILROUTER_DATA_SOURCE)")
-    x.add_argument("--query", help="table or SELECT for SQL sources (default: EMAILROUTER_DATA_QUERY)")
-    x.add_argument("--split", choices=["auto", "time", "stratified"], help="split kind (default: EMAILROUTER_SPLIT)")
-    x.add_argument("--out", help="folder to write the cleaned train/validation/test splits to (parquet)")
-    x.set_defaults(func=cmd_data)
-
-    t = sub.add_parser("train", help="fine-tune the base model on labelled e-mails")
-    t.add_argument("source", nargs="?", help="as for `data` (default: EMAILROUTER_DATA_SOURCE)")
-    t.add_argument("--demo", action="store_true", help=f"train on the demo corpus with quickstart sizes {DEMO_TRAIN}")
-    t.add_argument("--query", help="table or SELECT for SQL sources")
-    t.add_argument("--base-model", help="hub name or folder (default: EMAILROUTER_BASE_MODEL, the offline MiniLM)")
-    t.add_argument("--epochs", type=float); t.add_argument("--lr", type=float, help="learning rate")
-    t.add_argument("--batch-size", type=int); t.add_argument("--max-length", type=int)
-    t.add_argument("--truncation", choices=["head", "head_tail"]); t.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"])
-    t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke tests)")
-    t.add_argument("--patience", type=int, help="epochs without a better validation macro-F1 before stopping early (0: never; default 2)")
-    t.add_argument("--resume", action="store_true", help="continue the latest interrupted or failed training run from its last checkpoint, into the same MLflow run")
-    t.add_argument("--out", help="run folder (default: <EMAILROUTER_OUTPUT_DIR>/train/<time>)")
-    t.add_argument("--no-track", action="store_true", help="do not log to MLflow or register the model")
-    t.add_argument("--promote", action="store_true", help="then promote it to @champion if it scores at least as well (always with --demo or --params)")
-    t.add_argument("--params", help="'best' (the study's best trial, see tune) or a JSON file of parameters; other flags override them")
-    t.add_argument("--study", help="study to take --params best from (default: EMAILROUTER_STUDY_NAME)")
-    t.add_argument("--storage", help="Optuna storage URL of that study (default: EMAILROUTER_TUNE_STORAGE)")
-    t.add_argument("--max-latency-ms", type=float, help="with --params best on a latency study: the most accurate trial within this")
-    t.set_defaults(func=cmd_train)
-
-    tu = sub.add_parser("tune", help="hyperparameter search with Optuna: run, resume or join a study")
-    tu.add_argument("source", nargs="?", help="as for `data` (default: EMAILROUTER_DATA_SOURCE)")
-    tu.add_argument("--query", help="table or SELECT for SQL sources")
-    tu.add_argument("--trials", type=int, help="finished trials the study should hold (default: EMAILROUTER_N_TRIALS)")
-    tu.add_argument("--timeout", type=float, help="wall-clock budget of this worker in seconds (default: EMAILROUTER_TUNE_TIMEOUT)")
-    tu.add_argument("--study", help="study name; the same name resumes or joins it (default: EMAILROUTER_STUDY_NAME)")
-    tu.add_argument("--storage", help="Optuna storage URL: SQLite file, or PostgreSQL/MariaDB to share the study (default: EMAILROUTER_TUNE_STORAGE)")
-    tu.add_argument("--pruner", choices=["median", "hyperband", "none"], help="default: EMAILROUTER_TUNE_PRUNER (median)")
-    tu.add_argument("--objective", choices=["macro_f1", "accuracy", "weighted_f1"], help="validation metric to maximise (default macro_f1)")
-    tu.add_argument("--latency", action="store_true", help="also minimise CPU latency per mail: a Pareto front of accuracy and speed")
-    tu.add_argument("--base-model", action="append", help="an encoder to choose between (repeat the flag; default: the base model alone)")
-    tu.set_defaults(func=cmd_tune)
-
-    pr = sub.add_parser("predict", help="route every mail of a file or table with a model and write the answers")
-    pr.add_argument("source", help="file or SQLAlchemy URL, as for `data` (a label column is optional)")
-    pr.add_argument("--model", help="registry URI, run id or folder (default: EMAILROUTER_MODEL_URI, the champion)")
-    pr.add_argument("--query", help="table or SELECT for SQL sources")
-    pr.add_argument("--out", required=True, help="output file: .parquet, .csv or .jsonl")
-    pr.set_defaults(func=cmd_predict)
-
-    sa = sub.add_parser("score-archive", help="route an archive of mail files with Ray Data (a local instance, or RAY_ADDRESS's cluster)")
-    sa.add_argument("source", help="a Parquet, CSV or JSON Lines file, or a folder of them")
-    sa.add_argument("--out", required=True, help="a new folder for the answers (Parquet files)")
-    sa.add_argument("--model", help="registry URI or folder (default: EMAILROUTER_MODEL_URI, the champion)")
-    sa.add_argument("--engine", choices=["ray", "local"], default="ray", help="ray (default), or this process alone")
-    sa.add_argument("--actors", type=int, help="model copies working in parallel (default: one per CPU of the Ray cluster)")
-    sa.add_argument("--batch-size", type=int, default=512, help="mails per block (default 512)")
-    sa.set_defaults(func=cmd_score_archive)
-
-    an = sub.add_parser("analyse", help="error analysis of a model: an HTML report, logged to its MLflow run")
-    an.add_argument("model", nargs="?", help="registry URI, run id or folder (default: EMAILROUTER_MODEL_URI, the champion)")
-    an.add_argument("--data", help="source to analyse (default: the source the model was trained on)")
-    an.add_argument("--query", help="table or SELECT for SQL sources")
-    an.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    an.add_argument("--out", help="report file (default: analysis-<model>-<version>.html)")
-    an.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
-    an.set_defaults(func=cmd_analyse)
-
-    li = sub.add_parser("label-issues", help="training mail whose recorded queue is likely wrong, for relabelling")
-    li.add_argument("source", nargs="?", help="as for `data` (default: EMAILROUTER_DATA_SOURCE)")
-    li.add_argument("--query", help="table or SELECT for SQL sources")
-    li.add_argument("--folds", type=int, default=5, help="cross-validation folds for the out-of-fold probabilities (default 5)")
-    li.add_argument("--n", type=int, help="write the N most doubtful labels (default: as many as confident learning flags)")
-    li.add_argument("--out", required=True, help="output file: .parquet, .csv or .jsonl")
-    li.set_defaults(func=cmd_label_issues)
-
-    m = sub.add_parser("promote", help="make the registered @challenger the @champion if it scores at least as well")
-    m.add_argument("--metric", default="test_macro_f1", help="run metric to compare (default test_macro_f1)")
-    m.add_argument("--force", action="store_true", help="promote regardless of the scores")
-    m.add_argument("--on-feedback", action="store_true", help="decide on the shadow challenger's accuracy on agents' feedback")
-    m.add_argument("--margin", type=float, default=0.0, help="with --on-feedback: the accuracy gain the whole 95%% interval must clear")
-    m.add_argument("--min-feedback", type=int, default=200, help="with --on-feedback: shadowed mails with feedback needed")
-    m.set_defaults(func=cmd_promote)
-
-    v = sub.add_parser("serve", help="run the routing API (same as `uvicorn emailrouter.serve:app`)")
-    v.add_argument("--host", default="127.0.0.1"); v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--workers", type=int, default=1, help="processes; each loads the model once")
-    v.add_argument("--model-uri", help="default: EMAILROUTER_MODEL_URI, else models:/<model_name>@champion")
-    v.set_defaults(func=cmd_serve)
-
-    si = sub.add_parser("simulate", help="send demo-inbox mails to a running API and post agents' feedback for a share")
-    si.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
-    si.add_argument("--n", type=int, default=500, help="mails to send (the newest of the demo inbox)")
-    si.add_argument("--rate", type=float, default=20.0, help="mails per second")
-    si.add_argument("--feedback", type=float, default=0.6, help="share of mails that get an agent's feedback")
-    si.add_argument("--feedback-delay", type=float, default=5.0, help="feedback comes up to this many seconds after the answer")
-    si.add_argument("--api-key", help="default: EMAILROUTER_API_KEY")
-    si.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    si.set_defaults(func=cmd_simulate)
-
-    mo = sub.add_parser("monitor", help="score the model in production from the prediction log, with drift checks")
-    mo.add_argument("--log-url", help="default: EMAILROUTER_LOG_URL")
-    mo.add_argument("--freq", default="D", help="period: D (day), W (week), h (hour)")
-    mo.add_argument("--current-hours", type=float, default=24.0, help="the window checked for drift against everything before it")
-    mo.add_argument("--prom-file", help="also write the figures here in Prometheus' text format (textfile collector)")
-    mo.set_defaults(func=cmd_monitor)
-
-    da = sub.add_parser("dashboard", help="the Dash dashboard: attributions, production performance and drift, models")
-    da.add_argument("--host", default="127.0.0.1", help="other than loopback only with EMAILROUTER_DASHBOARD_USERNAME/_PASSWORD set")
-    da.add_argument("--port", type=int, default=8050)
-    da.add_argument("--threads", type=int, default=4, help="requests served at once (one gunicorn worker; default 4)")
-    da.set_defaults(func=cmd_dashboard)
+def _parent(*args: tuple[tuple, dict]) -> argparse.ArgumentParser:
+    "A parent parser holding arguments that several commands share, spelled and explained once."
+    p = argparse.ArgumentParser(add_help=False)
+    for names, kw in args: p.add_argument(*names, **kw)
     return p
 
+def _shared() -> dict[str, argparse.ArgumentParser]:
+    "The arguments commands share: a data source (optional or required), its SQL query, a model."
+    query = (("--query",), dict(help="table or SELECT for SQL sources (default: EMAILROUTER_DATA_QUERY)"))
+    return {"source": _parent((("source",), dict(nargs="?", help=f"{_SOURCE} (default: EMAILROUTER_DATA_SOURCE)")), query),
+            "source_required": _parent((("source",), dict(help=_SOURCE)), query),
+            "model": _parent((("--model",), dict(metavar="MODEL", help=_MODEL)))}
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `emailrouter` argument parser: one subcommand per job, with one spelling for what they share: `source`
+    (and `--query`), `--model`, and `--out`, whose help says whether it is a file or a folder."""
+    parser = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: EMAILROUTER_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = _shared()
+    def command(name: str, func, help: str, *parents: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, description=help, parents=[shared[p] for p in parents])
+        cmd.set_defaults(func=func)
+        return cmd
+    out_file = lambda what: dict(metavar="FILE", help=f"output file: .parquet, .csv or .jsonl{what}")
+
+    demo_data = command("demo-data", cmd_demo_data, "write the built-in Danish demo corpus")
+    demo_data.add_argument("--n", type=int, default=5000, help="number of mails (default 5000)")
+    demo_data.add_argument("--seed", type=int, default=None, help=f"default: EMAILROUTER_SEED ({DEFAULT_SEED})")
+    demo_data.add_argument("--out", default="demo.parquet", **out_file(" (default demo.parquet)"))
+
+    data = command("data", cmd_data, "load, validate, clean and split labelled e-mails; print the report", "source")
+    data.add_argument("--split", choices=["auto", "time", "stratified"], help="split kind (default: EMAILROUTER_SPLIT)")
+    data.add_argument("--out", metavar="FOLDER", help="folder to write the cleaned train/validation/test splits to (Parquet)")
+
+    train = command("train", cmd_train, "fine-tune the base model on labelled e-mails", "source")
+    train.add_argument("--demo", action="store_true", help=f"train on the demo corpus with quickstart sizes {DEMO_TRAIN}")
+    train.add_argument("--base-model", help="hub name or folder (default: EMAILROUTER_BASE_MODEL, the offline MiniLM)")
+    train.add_argument("--epochs", type=float, help="training epochs (default: EMAILROUTER_EPOCHS)")
+    train.add_argument("--lr", type=float, help="learning rate (default: EMAILROUTER_LEARNING_RATE)")
+    train.add_argument("--batch-size", type=int, help="mails per optimiser step (default: EMAILROUTER_BATCH_SIZE)")
+    train.add_argument("--max-length", type=int, help="tokens per mail (default: EMAILROUTER_MAX_LENGTH)")
+    train.add_argument("--truncation", choices=["head", "head_tail"], help="how a long mail is cut (default: EMAILROUTER_TRUNCATION)")
+    train.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], help="loss weights of rare queues")
+    train.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke tests)")
+    train.add_argument("--patience", type=int, help="epochs without a better validation macro-F1 before stopping early (0: never; default 2)")
+    train.add_argument("--resume", action="store_true", help="continue the latest interrupted or failed training run from its last checkpoint, into the same MLflow run")
+    train.add_argument("--out", metavar="FOLDER", help="run folder (default: <EMAILROUTER_OUTPUT_DIR>/train/<time>)")
+    train.add_argument("--no-track", action="store_true", help="do not log to MLflow or register the model")
+    train.add_argument("--promote", action="store_true", help="then promote it to @champion if it scores at least as well (always with --demo or --params)")
+    train.add_argument("--params", help="'best' (the study's best trial, see tune) or a JSON file of parameters; other flags override them")
+    train.add_argument("--study", help="study to take --params best from (default: EMAILROUTER_STUDY_NAME)")
+    train.add_argument("--storage", help="Optuna storage URL of that study (default: EMAILROUTER_TUNE_STORAGE)")
+    train.add_argument("--max-latency-ms", type=float, help="with --params best on a latency study: the most accurate trial within this")
+
+    tune = command("tune", cmd_tune, "hyperparameter search with Optuna: run, resume or join a study", "source")
+    tune.add_argument("--trials", type=int, help="finished trials the study should hold (default: EMAILROUTER_N_TRIALS)")
+    tune.add_argument("--timeout", type=float, help="wall-clock budget of this worker in seconds (default: EMAILROUTER_TUNE_TIMEOUT)")
+    tune.add_argument("--study", help="study name; the same name resumes or joins it (default: EMAILROUTER_STUDY_NAME)")
+    tune.add_argument("--storage", help="Optuna storage URL: SQLite file, or PostgreSQL/MariaDB to share the study (default: EMAILROUTER_TUNE_STORAGE)")
+    tune.add_argument("--pruner", choices=["median", "hyperband", "none"], help="default: EMAILROUTER_TUNE_PRUNER (median)")
+    tune.add_argument("--objective", choices=["macro_f1", "accuracy", "weighted_f1"], help="validation metric to maximise (default macro_f1)")
+    tune.add_argument("--latency", action="store_true", help="also minimise CPU latency per mail: a Pareto front of accuracy and speed")
+    tune.add_argument("--base-model", action="append", help="an encoder to choose between (repeat the flag; default: the base model alone)")
+
+    predict = command("predict", cmd_predict, "route every mail of a file or table with a model and write the answers",
+                      "source_required", "model")
+    predict.add_argument("--out", required=True, **out_file(": one row per mail with queue, score, route and top-k"))
+
+    archive = command("score-archive", cmd_score_archive, "route an archive of mail files with Ray Data (a local instance, or RAY_ADDRESS's cluster)", "model")
+    archive.add_argument("source", help="a Parquet, CSV or JSON Lines file, or a folder of them")
+    archive.add_argument("--out", required=True, metavar="FOLDER", help="a new folder for the answers (Parquet files)")
+    archive.add_argument("--engine", choices=["ray", "local"], default="ray", help="ray (default), or this process alone")
+    archive.add_argument("--actors", type=int, help="model copies working in parallel (default: one per CPU of the Ray cluster)")
+    archive.add_argument("--batch-size", type=int, default=512, help="mails per block (default 512)")
+
+    analyse = command("analyse", cmd_analyse, "error analysis of a model: an HTML report, logged to its MLflow run", "model")
+    analyse.add_argument("source", nargs="?", help=f"{_SOURCE} to analyse (default: the source the model was trained on)")
+    analyse.add_argument("--query", help="table or SELECT for SQL sources (default: EMAILROUTER_DATA_QUERY)")
+    analyse.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split to analyse (default test)")
+    analyse.add_argument("--out", metavar="FILE", help="HTML report (default: analysis-<model>-<version>.html)")
+    analyse.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
+
+    issues = command("label-issues", cmd_label_issues, "training mail whose recorded queue is likely wrong, for relabelling", "source")
+    issues.add_argument("--folds", type=int, default=5, help="cross-validation folds for the out-of-fold probabilities (default 5)")
+    issues.add_argument("--n", type=int, help="write the N most doubtful labels (default: as many as confident learning flags)")
+    issues.add_argument("--out", required=True, **out_file(": the doubtful mails with their recorded and suggested queues"))
+
+    promote = command("promote", cmd_promote, "make the registered @challenger the @champion if it scores at least as well")
+    promote.add_argument("--metric", default="test_macro_f1", help="run metric to compare (default test_macro_f1)")
+    promote.add_argument("--force", action="store_true", help="promote regardless of the scores")
+    promote.add_argument("--on-feedback", action="store_true", help="decide on the shadow challenger's accuracy on agents' feedback")
+    promote.add_argument("--margin", type=float, default=0.0, help="with --on-feedback: the accuracy gain the whole 95%% interval must clear")
+    promote.add_argument("--min-feedback", type=int, default=200, help="with --on-feedback: shadowed mails with feedback needed")
+
+    serve = command("serve", cmd_serve, "run the routing API (as `uvicorn emailrouter.serve:app`, with deadlines for slow clients)", "model")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.add_argument("--workers", type=int, default=1, help="processes; each loads the model once (default 1)")
+
+    simulate = command("simulate", cmd_simulate, "send demo-inbox mails to a running API and post agents' feedback for a share")
+    simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
+    simulate.add_argument("--n", type=int, default=500, help="mails to send (the newest of the demo inbox)")
+    simulate.add_argument("--rate", type=float, default=20.0, help="mails per second")
+    simulate.add_argument("--feedback", type=float, default=0.6, help="share of mails that get an agent's feedback")
+    simulate.add_argument("--feedback-delay", type=float, default=5.0, help="feedback comes up to this many seconds after the answer")
+    simulate.add_argument("--api-key", help="default: EMAILROUTER_API_KEY")
+    simulate.add_argument("--seed", type=int, default=DEFAULT_SEED)
+
+    monitor = command("monitor", cmd_monitor, "score the model in production from the prediction log, with drift checks")
+    monitor.add_argument("--log-url", help="default: EMAILROUTER_LOG_URL")
+    monitor.add_argument("--freq", default="D", help="period: D (day), W (week), h (hour)")
+    monitor.add_argument("--current-hours", type=float, default=24.0, help="the window checked for drift against everything before it")
+    monitor.add_argument("--prom-file", metavar="FILE", help="also write the figures to this file in Prometheus' text format (textfile collector)")
+
+    dashboard = command("dashboard", cmd_dashboard, "the Dash dashboard: attributions, production performance and drift, models")
+    dashboard.add_argument("--host", default="127.0.0.1", help="other than loopback only with EMAILROUTER_DASHBOARD_USERNAME/_PASSWORD set")
+    dashboard.add_argument("--port", type=int, default=8050)
+    dashboard.add_argument("--threads", type=int, default=4, help="requests served at once (one gunicorn worker; default 4)")
+    return parser
+
+# %% ../nbs/90_cli.ipynb #6711e179
 _MODULE_OF = {"scikit-learn": "sklearn"}   # distributions whose module is named otherwise
 _INSTALLED_WITH = {"plotly": "dashboard"}   # imported directly, but installed by another requirement (dash)
 

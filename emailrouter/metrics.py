@@ -8,15 +8,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import datasets
+import datasets   # evaluate imports it anyway; `RoutingMetrics` is an evaluate module, loaded by path
 import evaluate
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 # %% auto #0
 __all__ = ['calibration_bins', 'expected_calibration_error', 'ece_by_chance', 'routed', 'RoutingMetrics', 'routing_metrics',
-           'route_metrics', 'queue_report']
+           'route_metrics', 'queue_report', 'confusion_figure']
 
 # %% ../nbs/04_metrics.ipynb #1c24bbd8
 def calibration_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
@@ -67,6 +66,7 @@ class RoutingMetrics(evaluate.Metric):
                       datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")})])
 
     def _compute(self, predictions, references, top_k: int = 3, threshold=None, labels=None, n_bins: int = 15):
+        from sklearn.metrics import f1_score, precision_recall_fscore_support
         y = np.asarray(references)
         probs = np.asarray(predictions, dtype=float) if len(predictions) and np.ndim(predictions[0]) else None
         pred = probs.argmax(1) if probs is not None else np.asarray(predictions)
@@ -108,8 +108,26 @@ def route_metrics(pred, true, **kwargs) -> dict[str, float]:
 
 def queue_report(pred, true, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(per-queue precision/recall/F1/support, confusion matrix) for predicted and true ids over the queues `names`."
+    from sklearn.metrics import confusion_matrix
     m = route_metrics(pred, true, labels=list(names))
     rep = pd.DataFrame(m["per_queue"]).T
     rep.loc["macro avg"] = [rep["precision"].mean(), rep["recall"].mean(), m["macro_f1"], rep["support"].sum()]
     cm = confusion_matrix(true, pred, labels=range(len(names)))
     return rep, pd.DataFrame(cm, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
+
+# %% ../nbs/04_metrics.ipynb #6d3f498a
+def confusion_figure(cm: pd.DataFrame, title: str = "confusion matrix"):
+    "A matplotlib `Figure`: a heat map of a confusion matrix (rows: true queue, columns: predicted), counts in the cells."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(1.0 + 0.55 * len(cm), 0.8 + 0.5 * len(cm)))
+    ax = fig.subplots()
+    ax.imshow(cm.values, cmap="Blues")
+    ax.set_xticks(range(len(cm)), cm.columns, rotation=60, ha="right")
+    ax.set_yticks(range(len(cm)), cm.index)
+    for (i, j), v in np.ndenumerate(cm.values):
+        if v: ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8, color="white" if v > cm.values.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

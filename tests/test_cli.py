@@ -82,7 +82,7 @@ def test_predict_analyse_and_label_issues(tmp_path, tiny_model):
     assert r.returncode == 0 and "accuracy:" in r.stdout and "coverage:" in r.stdout, r.stdout + r.stderr
     r = run("predict", str(tmp_path / "missing.csv"), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "x.csv"), env=env)
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
-    r = run("analyse", str(tiny_model.model_dir), "--data", "demo:400", "--out", str(tmp_path / "a.html"), env=env)
+    r = run("analyse", "demo:400", "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "a.html"), env=env)
     assert r.returncode == 0 and "accuracy" in r.stdout and (tmp_path / "a.html").stat().st_size > 10_000, r.stderr
     r = run("label-issues", str(demo), "--out", str(tmp_path / "issues.csv"), env=env)
     assert r.returncode == 0, r.stderr
@@ -100,7 +100,8 @@ def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
     import time
     from mlflow import MlflowClient
     from emailrouter.core import load_settings
-    from emailrouter.registry import CHALLENGER, configure_mlflow, interrupted_run
+    from emailrouter.registry import CHALLENGER, configure_mlflow
+    from emailrouter.tracking import interrupted_run
     from emailrouter.testing import tiny_encoder
     enc = tiny_encoder(tmp_path / "encoder", "convbert")
     env = {**os.environ, "EMAILROUTER_OUTPUT_DIR": str(tmp_path / "runs"), "EMAILROUTER_BASE_MODEL": str(enc),

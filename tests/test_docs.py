@@ -67,7 +67,7 @@ def test_relative_links_resolve(site):
 
 
 def test_rendered_outputs_and_no_local_paths(site):
-    serve = (site / "14_serve.html").read_text(encoding="utf-8")
+    serve = (site / "20_serve.html").read_text(encoding="utf-8")
     assert "<img" in serve or "data:image/png" in serve, "the serving notebook's figures must render"
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")

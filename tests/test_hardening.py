@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-import emailrouter.serve as serve
+import emailrouter.serve.inference as serve_inference
 from emailrouter.core import load_settings
 from emailrouter.model import ROUTER_FILE
 from emailrouter.serve import create_app
@@ -42,12 +42,12 @@ def test_a_mail_of_block_tags_is_answered_not_a_freeze(tiny_model):
 def test_cleaning_runs_off_the_event_loop(tiny_model, monkeypatch):
     "While a mail is being cleaned, /health and /ready answer: the cleaning no longer holds the event loop."
     finished = []
-    real = serve.clean_email
+    real = serve_inference.clean_email
 
     def slow(subject, body):
         time.sleep(1.0); finished.append(body); return real(subject, body)
 
-    monkeypatch.setattr(serve, "clean_email", slow)
+    monkeypatch.setattr(serve_inference, "clean_email", slow)
 
     async def scenario():
         app = create_app(load_settings(model_uri=str(tiny_model.model_dir)))
@@ -70,9 +70,9 @@ def _busy(seconds: float):
 
 
 def test_a_mail_over_the_cleaning_budget_is_a_clear_422(tiny_model, monkeypatch):
-    real = serve.clean_email
-    monkeypatch.setattr(serve, "clean_email", lambda s, b: (_busy(0.5), real(s, b))[1])
-    monkeypatch.setattr(serve.Cleaner, "WAIT_BUDGETS", 50)    # a loaded CI machine must not make it a wait (503)
+    real = serve_inference.clean_email
+    monkeypatch.setattr(serve_inference, "clean_email", lambda s, b: (_busy(0.5), real(s, b))[1])
+    monkeypatch.setattr(serve_inference.Cleaner, "WAIT_BUDGETS", 50)    # a loaded CI machine must not make it a wait (503)
     with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
         r = c.post("/predict/batch", json={"emails": [MAIL, MAIL]})
         assert r.status_code == 422
@@ -81,13 +81,13 @@ def test_a_mail_over_the_cleaning_budget_is_a_clear_422(tiny_model, monkeypatch)
 
 def test_a_mail_that_only_waits_for_the_cpu_is_not_blamed(tiny_model, monkeypatch):
     "Time a mail spends waiting behind other work (here asleep, using no CPU) is the server's, not the sender's."
-    real = serve.clean_email
-    monkeypatch.setattr(serve, "clean_email", lambda s, b: (time.sleep(0.3), real(s, b))[1])
-    monkeypatch.setattr(serve.Cleaner, "WAIT_BUDGETS", 20)
+    real = serve_inference.clean_email
+    monkeypatch.setattr(serve_inference, "clean_email", lambda s, b: (time.sleep(0.3), real(s, b))[1])
+    monkeypatch.setattr(serve_inference.Cleaner, "WAIT_BUDGETS", 20)
     with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
         assert c.post("/predict", json=MAIL).status_code == 200          # 3 budgets of waiting: cleaned and answered
-    monkeypatch.setattr(serve, "clean_email", lambda s, b: (time.sleep(1.0), real(s, b))[1])
-    monkeypatch.setattr(serve.Cleaner, "WAIT_BUDGETS", 5)
+    monkeypatch.setattr(serve_inference, "clean_email", lambda s, b: (time.sleep(1.0), real(s, b))[1])
+    monkeypatch.setattr(serve_inference.Cleaner, "WAIT_BUDGETS", 5)
     with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
         r = c.post("/predict", json=MAIL)                                  # 10 budgets: busy, retry; not a 422
         assert r.status_code == 503 and "server busy" in r.json()["error"]

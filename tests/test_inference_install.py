@@ -53,7 +53,7 @@ def test_installs_no_training_stack(inference_env, tmp_path):
 def test_serves_registered_model_without_torch(inference_env, tiny_model, tmp_path):
     "Register in this (full) environment, serve from the inference one: models:/name@champion from the same MLflow store."
     from emailrouter.core import load_settings
-    from emailrouter.registry import log_training, promote
+    from emailrouter.tracking import log_training, promote
     s = load_settings(output_dir=tmp_path, model_name="slim")
     log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s); promote(s)
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_NAME": "slim", "EMAILROUTER_PROGRESS": "false"}

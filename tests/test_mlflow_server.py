@@ -47,7 +47,7 @@ def test_server_wants_a_login(mlflow_server):
 
 def test_log_register_promote_serve(mlflow_server, tiny_model, tmp_path, monkeypatch):
     from mlflow import MlflowClient
-    from emailrouter.registry import log_training, promote
+    from emailrouter.tracking import log_training, promote
     url, password = mlflow_server
     env = remote_env(url, "admin", password, tmp_path)
     for k, v in env.items(): monkeypatch.setenv(k, v)

@@ -107,7 +107,7 @@ def test_shadow_challenger_scores_traffic_and_feedback_promotes_it(tiny_model, t
     from emailrouter.model import ROUTER_FILE
     from emailrouter.monitor import promote_on_feedback
     from emailrouter.predlog import read_shadow
-    from emailrouter.registry import log_training, promote
+    from emailrouter.tracking import log_training, promote
     from emailrouter.serve import create_app
     from emailrouter.testing import tiny_encoder
     other = tiny_encoder(tmp_path / "other", "convbert", labels=tiny_model.data.unique_tags, seed=7)

@@ -45,7 +45,7 @@ def read_only(root: Path):
 def store(tiny_model):
     """A registry of its own in a folder anyone may read: a local SQLite store and artifact folder with the tiny model
     as version 1 (@champion and @challenger), and a copy of the model folder. Both read-only."""
-    from emailrouter.registry import log_training, promote
+    from emailrouter.tracking import log_training, promote
     root = Path(tempfile.mkdtemp(prefix="er-readonly-"))
     root.chmod(0o755)                  # pytest's own tmp folders are private to their owner
     model_dir = shutil.copytree(tiny_model.model_dir, root / "model")

@@ -216,7 +216,7 @@ def test_logs_have_request_id_and_no_text(client, caplog):
 
 def test_registry_alias_and_hot_reload(tiny_model, tmp_path):
     "Serve models:/name@champion from a real MLflow registry; promote a new version; reload swaps it in."
-    from emailrouter.registry import log_training, promote
+    from emailrouter.tracking import log_training, promote
     s = load_settings(output_dir=tmp_path / "runs", model_name="api-test")
     log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s); promote(s)
     with TestClient(create_app(s)) as c:
@@ -254,7 +254,7 @@ def test_cli_serve_with_two_workers(tiny_model, tmp_path):
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir)}
     with serve_process([emailrouter, "serve", "--workers", "2", "--port", "{port}"], env=env, cwd=tmp_path) as url:
         assert httpx.post(url + "/predict", json=MAIL, timeout=30).status_code == 200
-    p = subprocess.run([emailrouter, "serve", "--workers", "2", "--model-uri", str(tmp_path / "none")], capture_output=True,
+    p = subprocess.run([emailrouter, "serve", "--workers", "2", "--model", str(tmp_path / "none")], capture_output=True,
                        text=True, env={**os.environ, **env}, timeout=120, cwd=tmp_path)
     assert p.returncode == 2 and "no model folder" in p.stderr and "Traceback" not in p.stderr
 
