@@ -14,7 +14,7 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo bench test test-fast check nbtest pytest readme docs notebooks clean
+.PHONY: help install demo bench test test-fast check lint format nbtest pytest readme docs notebooks clean
 
 help:   ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 12
@@ -34,10 +34,20 @@ demo: install   ## the main job on built-in defaults: fine-tune the offline mode
 bench: install   ## the BANKING77 real-data benchmark (about 15 minutes on 2 cores)
 	$(BIN)/python bench/banking77.py
 
-test: install check nbtest pytest   ## everything CI runs: sync checks, nbdev_test, pytest
+test: install check lint nbtest pytest   ## everything CI runs: sync checks, ruff, nbdev_test, pytest
 
 check: install   ## notebooks clean, package and README exactly what the notebooks produce
 	bash .ci/check-sync
+
+lint: install   ## ruff: lint and format check of the notebooks, tests and benchmarks, undefined names in the package
+	$(BIN)/ruff check nbs tests bench emailrouter
+	$(BIN)/ruff format --check nbs tests bench emailrouter
+	$(BIN)/ruff check --isolated --select F821,F822,F823 emailrouter
+
+format: install   ## apply ruff's fixes and formatting to the notebooks, tests and benchmarks, then export
+	$(BIN)/ruff check --fix nbs tests bench emailrouter
+	$(BIN)/ruff format nbs tests bench emailrouter
+	$(BIN)/nbdev_export
 
 nbtest: install   ## run every notebook's test cells on tiny data (nbdev_test)
 	EMAILROUTER_PROGRESS=false $(BIN)/nbdev_test --n_workers 2 --timing
@@ -46,7 +56,7 @@ pytest: install   ## the pytest suites in tests/ (databases, API, browser, CLI p
 	@$(BIN)/python -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: tests/ must not be empty" >&2; exit 1; fi; exit $$rc
 
-test-fast: install check   ## the edit-test loop: sync checks and the pytest suites without databases, browser or processes
+test-fast: install check lint   ## the edit-test loop: sync checks, ruff and the pytest suites without databases, browser or processes
 	@$(BIN)/python -m pytest -q -m "not database and not browser and not slow" tests
 
 readme: install   ## render README.md from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not installable here)

@@ -2,6 +2,7 @@
 
 It cleans the text like emailrouter (so both score the same input) but has no batching, no ONNX, no limits.
 """
+
 import json
 import os
 from pathlib import Path

@@ -1,7 +1,8 @@
 """Batch scoring throughput: one process against Ray Data on this machine, the same model and archive, in one run.
 
-    python bench/batch.py MODEL_FOLDER --n 20000        # demo mails; results in bench/results/batch.json
+python bench/batch.py MODEL_FOLDER --n 20000        # demo mails; results in bench/results/batch.json
 """
+
 import argparse
 import json
 import os
@@ -35,17 +36,28 @@ def main(argv=None):
     mails = make_demo_corpus(args.n, seed=11)[["id", "subject", "body"]]
     (work / "archive").mkdir()
     step = -(-len(mails) // args.files)
-    for i in range(args.files): mails.iloc[i * step:(i + 1) * step].to_parquet(work / "archive" / f"mails-{i:02d}.parquet", index=False)
+    for i in range(args.files):
+        mails.iloc[i * step : (i + 1) * step].to_parquet(work / "archive" / f"mails-{i:02d}.parquet", index=False)
     runs = {}
-    for name, kw in (("one process (ONNX Runtime, all cores)", dict(engine="local")),
-                     (f"Ray Data, {os.cpu_count()} actors x 1 thread", dict(engine="ray", actors=os.cpu_count()))):
+    for name, kw in (
+        ("one process (ONNX Runtime, all cores)", dict(engine="local")),
+        (f"Ray Data, {os.cpu_count()} actors x 1 thread", dict(engine="ray", actors=os.cpu_count())),
+    ):
         runs[name] = score_archive(work / "archive", work / name.split()[0].lower(), args.model, settings=s, **kw)
-        runs[name].pop("out"); runs[name]["model"] = Path(args.model).name
+        runs[name].pop("out")
+        runs[name]["model"] = Path(args.model).name
     a = pd.read_parquet(work / "one").set_index("id").sort_index()
     b = pd.read_parquet(work / "ray").set_index("id").sort_index()
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus", "when": time.strftime("%Y-%m-%d %H:%M"),
-              "mails": len(mails), "files": args.files, "model": Path(args.model).name, "runs": runs,
-              "same_queue_share": float((a["queue"] == b["queue"]).mean()), "versions": package_versions()}
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "mails": len(mails),
+        "files": args.files,
+        "model": Path(args.model).name,
+        "runs": runs,
+        "same_queue_share": float((a["queue"] == b["queue"]).mean()),
+        "versions": package_versions(),
+    }
     Path(args.out).write_text(json.dumps(result, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({k: v for k, v in result.items() if k != "versions"}, indent=2))

@@ -15,14 +15,15 @@ bank, card and CPR numbers written the ways customers write them.
 --before-ref also scores the recall of `emailrouter/text.py` as it was at that commit (read with `git show`), so that
 the file holds before and after.
 """
+
 import argparse
 import json
 import logging
 import os
 import platform
 import random
-import sys
 import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -56,8 +57,15 @@ def time_html() -> list[dict]:
             repeats = 5 if n < 100_000 else 3
             capped = html_text(markup)
             seconds = best(lambda: clean_email("Regning", markup), repeats)
-            row = {"markup": name, "block_tags": n, "chars": len(markup), "clean_email_s": seconds, "cut": capped.cut,
-                   "tags_read": capped.tags, "chars_read": capped.chars}
+            row = {
+                "markup": name,
+                "block_tags": n,
+                "chars": len(markup),
+                "clean_email_s": seconds,
+                "cut": capped.cut,
+                "tags_read": capped.tags,
+                "chars_read": capped.chars,
+            }
             if capped.cut:  # the same markup read whole, without the limits
                 row["html_text_uncapped_s"] = best(lambda: html_text(markup, max_tags=10**9, max_chars=10**9), repeats)
             rows.append(row)
@@ -67,22 +75,63 @@ def time_html() -> list[dict]:
 # -- generated bank, card and CPR numbers -----------------------------------------------------------------------------
 
 IBAN_BBAN = {  # country: BBAN pattern (n digit, a capital letter, c letter or digit), lengths from the IBAN registry
-    "DK": "n" * 14, "FO": "n" * 14, "GL": "n" * 14, "NO": "n" * 11, "SE": "n" * 20, "FI": "n" * 14, "DE": "n" * 18,
-    "GB": "aaaa" + "n" * 14, "IE": "aaaa" + "n" * 14, "NL": "aaaa" + "n" * 10, "FR": "n" * 10 + "c" * 11 + "nn",
-    "ES": "n" * 20, "IT": "a" + "n" * 10 + "c" * 12, "PL": "n" * 24, "CH": "n" * 5 + "c" * 12, "BE": "n" * 12,
-    "LT": "n" * 16, "PT": "n" * 21, "IS": "n" * 22, "MT": "aaaa" + "n" * 5 + "c" * 18,
+    "DK": "n" * 14,
+    "FO": "n" * 14,
+    "GL": "n" * 14,
+    "NO": "n" * 11,
+    "SE": "n" * 20,
+    "FI": "n" * 14,
+    "DE": "n" * 18,
+    "GB": "aaaa" + "n" * 14,
+    "IE": "aaaa" + "n" * 14,
+    "NL": "aaaa" + "n" * 10,
+    "FR": "n" * 10 + "c" * 11 + "nn",
+    "ES": "n" * 20,
+    "IT": "a" + "n" * 10 + "c" * 12,
+    "PL": "n" * 24,
+    "CH": "n" * 5 + "c" * 12,
+    "BE": "n" * 12,
+    "LT": "n" * 16,
+    "PT": "n" * 21,
+    "IS": "n" * 22,
+    "MT": "aaaa" + "n" * 5 + "c" * 18,
 }
-CARDS = [("4", 16, (4, 4, 4, 4)), ("51", 16, (4, 4, 4, 4)), ("55", 16, (4, 4, 4, 4)), ("2221", 16, (4, 4, 4, 4)),
-         ("34", 15, (4, 6, 5)), ("37", 15, (4, 6, 5)), ("6011", 16, (4, 4, 4, 4)), ("4571", 16, (4, 4, 4, 4)),
-         ("5019", 16, (4, 4, 4, 4)), ("6759", 19, (4, 4, 4, 4, 3)), ("4", 13, (13,))]
+CARDS = [
+    ("4", 16, (4, 4, 4, 4)),
+    ("51", 16, (4, 4, 4, 4)),
+    ("55", 16, (4, 4, 4, 4)),
+    ("2221", 16, (4, 4, 4, 4)),
+    ("34", 15, (4, 6, 5)),
+    ("37", 15, (4, 6, 5)),
+    ("6011", 16, (4, 4, 4, 4)),
+    ("4571", 16, (4, 4, 4, 4)),
+    ("5019", 16, (4, 4, 4, 4)),
+    ("6759", 19, (4, 4, 4, 4, 3)),
+    ("4", 13, (13,)),
+]
 DASHES = ["-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", " ", "\u00a0", ""]
 SENTENCES = {
-    "iban": ["Pengene kan overføres til {}.", "Min IBAN er {}, tak.", "Betal venligst tilbage til IBAN: {}",
-             "Kontoen {} tilhører min mor, hun betaler fremover.", "Refusion til {} (Nordea)."],
-    "card": ["Mit kort {} er blevet trukket to gange.", "kortnummer: {}, udløb 12/27",
-             "I har hævet 299 kr. på {} i går.", "Brug kortet {} til betalingen fremover.", "Kort nr. {}"],
-    "cpr": ["Mit cpr-nr. er {}.", "CPR {}", "cpr: {} (min søn)", "Abonnementet står på {}, som er min fars cpr.",
-            "Her er mit personnummer {} som I bad om."],
+    "iban": [
+        "Pengene kan overføres til {}.",
+        "Min IBAN er {}, tak.",
+        "Betal venligst tilbage til IBAN: {}",
+        "Kontoen {} tilhører min mor, hun betaler fremover.",
+        "Refusion til {} (Nordea).",
+    ],
+    "card": [
+        "Mit kort {} er blevet trukket to gange.",
+        "kortnummer: {}, udløb 12/27",
+        "I har hævet 299 kr. på {} i går.",
+        "Brug kortet {} til betalingen fremover.",
+        "Kort nr. {}",
+    ],
+    "cpr": [
+        "Mit cpr-nr. er {}.",
+        "CPR {}",
+        "cpr: {} (min søn)",
+        "Abonnementet står på {}, som er min fars cpr.",
+        "Her er mit personnummer {} som I bad om.",
+    ],
 }
 
 
@@ -90,7 +139,8 @@ def iban(rng: random.Random, country: str, valid: bool = True) -> str:
     chars = {"n": "0123456789", "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "c": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
     bban = "".join(rng.choice(chars[k]) for k in IBAN_BBAN[country])
     check = 98 - int("".join(str(int(c, 36)) for c in bban + country + "00")) % 97
-    if not valid: check = (check - 2 + rng.randint(1, 96)) % 97 + 2  # other check digits (02-98), never the right ones
+    if not valid:
+        check = (check - 2 + rng.randint(1, 96)) % 97 + 2  # other check digits (02-98), never the right ones
     return f"{country}{check:02d}{bban}"
 
 
@@ -120,27 +170,47 @@ def variants(seed: int) -> list[dict]:
         for form in ("compact", "groups", "compact lower", "groups lower"):
             for valid in (True, True, True, False):
                 code = iban(rng, country, valid)
-                typed = " ".join(code[i:i + 4] for i in range(0, len(code), 4)) if "groups" in form else code
+                typed = " ".join(code[i : i + 4] for i in range(0, len(code), 4)) if "groups" in form else code
                 typed = typed.lower() if "lower" in form else typed
-                out.append(dict(kind="iban" if valid else "iban decoy", form=form, value=typed,
-                                sentence=rng.choice(SENTENCES["iban"]).format(typed),
-                                want=PLACEHOLDERS["iban"] if valid else None))
+                out.append(
+                    dict(
+                        kind="iban" if valid else "iban decoy",
+                        form=form,
+                        value=typed,
+                        sentence=rng.choice(SENTENCES["iban"]).format(typed),
+                        want=PLACEHOLDERS["iban"] if valid else None,
+                    )
+                )
     for prefix, length, groups in CARDS:
         for sep in (" ", "-", ".", ""):
-            if len(groups) == 1 and sep: continue
+            if len(groups) == 1 and sep:
+                continue
             for valid in (True, True, True, False):
                 number = card(rng, prefix, length, valid)
                 cuts = [sum(groups[:i]) for i in range(len(groups) + 1)]
                 typed = sep.join(number[a:b] for a, b in zip(cuts, cuts[1:]))
-                out.append(dict(kind="card" if valid else "card decoy", form=f"sep {sep!r}", value=typed,
-                                sentence=rng.choice(SENTENCES["card"]).format(typed),
-                                want=PLACEHOLDERS["card"] if valid else None))
+                out.append(
+                    dict(
+                        kind="card" if valid else "card decoy",
+                        form=f"sep {sep!r}",
+                        value=typed,
+                        sentence=rng.choice(SENTENCES["card"]).format(typed),
+                        want=PLACEHOLDERS["card"] if valid else None,
+                    )
+                )
     for dash in DASHES:
         for _ in range(25):
             date, tail = cpr(rng)
             typed = date + dash + tail
-            out.append(dict(kind="cpr", form=f"U+{ord(dash):04X}" if dash else "none", value=typed,
-                            sentence=rng.choice(SENTENCES["cpr"]).format(typed), want=PLACEHOLDERS["cpr"]))
+            out.append(
+                dict(
+                    kind="cpr",
+                    form=f"U+{ord(dash):04X}" if dash else "none",
+                    value=typed,
+                    sentence=rng.choice(SENTENCES["cpr"]).format(typed),
+                    want=PLACEHOLDERS["cpr"],
+                )
+            )
     return out
 
 
@@ -149,43 +219,52 @@ def score(rows: list[dict], clean=clean_email) -> dict:
     by_kind: dict = {}
     for r in rows:
         cleaned = clean("", r["sentence"])
-        s = by_kind.setdefault(r["kind"], {"n": 0, "gone": 0, "masked": 0, "typed_right": 0, "own_placeholder": 0,
-                                               "bank_or_card_placeholder": 0})
+        s = by_kind.setdefault(
+            r["kind"],
+            {"n": 0, "gone": 0, "masked": 0, "typed_right": 0, "own_placeholder": 0, "bank_or_card_placeholder": 0},
+        )
         s["n"] += 1
         if r["want"]:
             expected = clean("", r["sentence"].replace(r["value"], r["want"]))
             # a trace: the number as typed, or four of its letters and digits in a row that the sentence does not hold
             chars = "".join(c for c in r["value"] if c.isalnum())
             left, want = cleaned.replace(" ", ""), expected.replace(" ", "")
-            traces = [w for w in (chars[i:i + 4] for i in range(len(chars) - 3)) if w in left and w not in want]
+            traces = [w for w in (chars[i : i + 4] for i in range(len(chars) - 3)) if w in left and w not in want]
             s["gone"] += r["value"] not in cleaned  # as score_cleaning counts recall: the number as typed is gone
             s["masked"] += r["value"] not in cleaned and not traces
             s["typed_right"] += cleaned == expected
         s["own_placeholder"] += PLACEHOLDERS[r["kind"].split()[0]] in cleaned
         s["bank_or_card_placeholder"] += PLACEHOLDERS["iban"] in cleaned or PLACEHOLDERS["card"] in cleaned
     for kind, s in by_kind.items():
-        for k in list(s)[1:]: s[k] = round(s[k] / s["n"], 4)
+        for k in list(s)[1:]:
+            s[k] = round(s[k] / s["n"], 4)
         if "decoy" in kind:  # nothing to mask: what counts is which placeholders it got
-            for k in ("gone", "masked", "typed_right"): del s[k]
+            for k in ("gone", "masked", "typed_right"):
+                del s[k]
     return by_kind
 
 
 def text_module_at(ref: str) -> types.ModuleType:
     "emailrouter.text as it was at commit `ref`."
-    source = subprocess.run(["git", "show", f"{ref}:emailrouter/text.py"], cwd=HERE.parent, capture_output=True,
-                            text=True, check=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{ref}:emailrouter/text.py"], cwd=HERE.parent, capture_output=True, text=True, check=True
+    ).stdout
     module = sys.modules["emailrouter_text_before"] = types.ModuleType("emailrouter_text_before")  # for dataclasses
     exec(compile(source, f"{ref}:emailrouter/text.py", "exec"), module.__dict__)
     return module
 
 
 def print_recall(title: str, by_kind: dict):
-    print(f"\n{title}\n{'kind':12s} {'n':>5s} {'gone':>8s} {'masked':>8s} {'typed right':>12s} "
-          f"{'own placeholder':>16s} {'[IBAN]/[CARD]':>14s}")
+    print(
+        f"\n{title}\n{'kind':12s} {'n':>5s} {'gone':>8s} {'masked':>8s} {'typed right':>12s} "
+        f"{'own placeholder':>16s} {'[IBAN]/[CARD]':>14s}"
+    )
     for kind, s in by_kind.items():
         share = lambda k, w: f"{s[k]:>{w}.2%}" if k in s else f"{'-':>{w}s}"
-        print(f"{kind:12s} {s['n']:>5d} {share('gone', 8)} {share('masked', 8)} {share('typed_right', 12)} "
-              f"{share('own_placeholder', 16)} {share('bank_or_card_placeholder', 14)}")
+        print(
+            f"{kind:12s} {s['n']:>5d} {share('gone', 8)} {share('masked', 8)} {share('typed_right', 12)} "
+            f"{share('own_placeholder', 16)} {share('bank_or_card_placeholder', 14)}"
+        )
 
 
 def main(argv=None):
@@ -195,17 +274,27 @@ def main(argv=None):
     p.add_argument("--before-ref", help="also score emailrouter/text.py as it was at this commit")
     a = p.parse_args(argv)
     logging.getLogger("emailrouter.text").setLevel(logging.ERROR)  # the cut mails are counted below, not logged
-    result = {"cpu": cpu_description(), "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
-              "when": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(), "lxml": lxml.__version__,
-              "limits": {"MAX_HTML_TAGS": MAX_HTML_TAGS, "MAX_HTML_CHARS": MAX_HTML_CHARS}}
+    result = {
+        "cpu": cpu_description(),
+        "cores": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "lxml": lxml.__version__,
+        "limits": {"MAX_HTML_TAGS": MAX_HTML_TAGS, "MAX_HTML_CHARS": MAX_HTML_CHARS},
+    }
     result["html"] = time_html()
     print(f"{result['cpu']}, {result['cores']} cores (load {result['load_average_1min']})")
-    print(f"{'markup':14s} {'block tags':>10s} {'KB':>6s} {'clean_email':>12s} {'cut':>5s} {'tags read':>9s} "
-          f"{'no limits':>10s}")
+    print(
+        f"{'markup':14s} {'block tags':>10s} {'KB':>6s} {'clean_email':>12s} {'cut':>5s} {'tags read':>9s} "
+        f"{'no limits':>10s}"
+    )
     for r in result["html"]:
         free = f"{r['html_text_uncapped_s'] * 1e3:8.1f}ms" if "html_text_uncapped_s" in r else ""
-        print(f"{r['markup']:14s} {r['block_tags']:>10,} {r['chars'] / 1000:6.0f} {r['clean_email_s'] * 1e3:10.1f}ms "
-              f"{'yes' if r['cut'] else 'no':>5s} {r['tags_read']:>9,} {free:>10s}")
+        print(
+            f"{r['markup']:14s} {r['block_tags']:>10,} {r['chars'] / 1000:6.0f} {r['clean_email_s'] * 1e3:10.1f}ms "
+            f"{'yes' if r['cut'] else 'no':>5s} {r['tags_read']:>9,} {free:>10s}"
+        )
     rows = variants(a.seed)
     result["recall"] = {"seed": a.seed, "by_kind": score(rows)}
     print_recall("masking, generated bank, card and CPR numbers in Danish sentences", result["recall"]["by_kind"])

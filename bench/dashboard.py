@@ -6,10 +6,13 @@ user waits for: the production page from navigation until its panels are filled,
 panels change, the attribution tab until its mail picker is filled and one explanation, and the models tab.
 Results go to stdout and bench/results/dashboard.json.
 
-    python bench/dashboard.py                       # 100,000 predictions, the model at EMAILROUTER_MODEL_URI (else a tiny one)
+    # 100,000 predictions, the model at EMAILROUTER_MODEL_URI (else a tiny one)
+    python bench/dashboard.py
     python bench/dashboard.py --n 20000
-    python bench/dashboard.py --log-url sqlite:///emailrouter-runs/predictions.db --screenshots nbs/images   # an existing log
+    # an existing log
+    python bench/dashboard.py --log-url sqlite:///emailrouter-runs/predictions.db --screenshots nbs/images
 """
+
 import argparse
 import json
 import os
@@ -47,17 +50,31 @@ def build_log(url: str, n: int, seed: int = 0) -> float:
         score = float(rng.uniform(0.35, 1.0))
         q = queues[k] if rng.random() < score else names[rng.integers(0, len(names))]
         t = start + timedelta(seconds=int(i * 30 * 86400 / n))
-        r = prediction_row(f"b{i}", texts[k], {"queue": q, "score": score, "route": q if score > 0.6 else "manuel_behandling", "top_k": []},
-                           "emailrouter", "1" if i < n // 2 else "2", float(rng.gamma(4, 6)), language="da")
+        r = prediction_row(
+            f"b{i}",
+            texts[k],
+            {"queue": q, "score": score, "route": q if score > 0.6 else "manuel_behandling", "top_k": []},
+            "emailrouter",
+            "1" if i < n // 2 else "2",
+            float(rng.gamma(4, 6)),
+            language="da",
+        )
         rows.append({**r, "created_at": t})
         if i % 2 == 0:
-            feedback.append({"request_id": f"b{i}", "true_queue": queues[k] if rng.random() > 0.125 else names[rng.integers(0, len(names))],
-                             "source": "agent", "created_at": t + timedelta(hours=2)})
+            feedback.append(
+                {
+                    "request_id": f"b{i}",
+                    "true_queue": queues[k] if rng.random() > 0.125 else names[rng.integers(0, len(names))],
+                    "source": "agent",
+                    "created_at": t + timedelta(hours=2),
+                }
+            )
     plog.put(rows)
     assert plog.flush(600), "the log was not written in 10 minutes"
     plog.stop()
     engine = log_engine(url)
-    with engine.begin() as c: c.execute(FeedbackRow.__table__.insert(), feedback)
+    with engine.begin() as c:
+        c.execute(FeedbackRow.__table__.insert(), feedback)
     engine.dispose()
     return time.perf_counter() - t0
 
@@ -65,6 +82,7 @@ def build_log(url: str, n: int, seed: int = 0) -> float:
 def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"):
@@ -76,8 +94,10 @@ def until(pred, timeout=120.0):
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
         try:
-            if pred(): return time.perf_counter() - t0
-        except Exception: pass
+            if pred():
+                return time.perf_counter() - t0
+        except Exception:
+            pass
         time.sleep(0.02)
     raise TimeoutError("condition not met")
 
@@ -92,9 +112,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+
     root = Path(tempfile.mkdtemp())
     if args.log_url:
         from emailrouter.predlog import read_log
+
         url, write_s = args.log_url, None
         args.n = len(read_log(log_engine(url)))
     else:
@@ -102,42 +124,66 @@ def main(argv=None):
         write_s = build_log(url, args.n)
         print(f"wrote {args.n:,} predictions in {write_s:.0f} s", flush=True)
     from emailrouter.predlog import read_log as _read
+
     days = _read(log_engine(url))["created_at"].dt.date
     first_day, last_day = days.min(), days.max()
-    shot = (lambda d, name: d.save_screenshot(str(Path(args.screenshots) / f"dashboard-{name}.png"))) if args.screenshots else (lambda d, name: None)
-    if args.screenshots: Path(args.screenshots).mkdir(parents=True, exist_ok=True)
+    shot = (
+        (lambda d, name: d.save_screenshot(str(Path(args.screenshots) / f"dashboard-{name}.png")))
+        if args.screenshots
+        else (lambda d, name: None)
+    )
+    if args.screenshots:
+        Path(args.screenshots).mkdir(parents=True, exist_ok=True)
     model = os.environ.get("EMAILROUTER_MODEL_URI")
     if not model:
         from emailrouter.model import ROUTER_FILE
+
         names = sorted(set(make_demo_corpus(500)["queue"]))
         model = str(tiny_encoder(root / "tiny", "convbert", labels=names))
         (Path(model) / ROUTER_FILE).write_text(json.dumps({"max_length": 128, "truncation": "head_tail"}))
     env = {"EMAILROUTER_LOG_URL": url, "EMAILROUTER_MODEL_URI": model, "EMAILROUTER_LOG_LEVEL": "WARNING"}
-    cwd = os.getcwd() if args.log_url else root          # an existing log: the registry next to it (emailrouter-runs/) is used
+    cwd = os.getcwd() if args.log_url else root  # an existing log: the registry next to it (emailrouter-runs/) is used
     exe = str(Path(sys.executable).with_name("emailrouter"))
     t0 = time.perf_counter()
     with serve_process([exe, "dashboard", "--port", "{port}"], ready_path="/", env=env, cwd=cwd, timeout=600) as base:
         start_s = time.perf_counter() - t0
         d = browser()
         card = lambda: d.find_element(By.ID, "card-mails").text
-        times = {"production page": [], "drift panel (after the page)": [], "date filter": [], "attribution picker": [], "one explanation": [], "models page": []}
+        times = {
+            "production page": [],
+            "drift panel (after the page)": [],
+            "date filter": [],
+            "attribution picker": [],
+            "one explanation": [],
+            "models page": [],
+        }
         for _ in range(args.repeat):
             t = time.perf_counter()
             d.get(base)
-            until(lambda: card().replace(",", "").isdigit() and d.find_elements(By.CSS_SELECTOR, "#fig-confusion .heatmaplayer"))
+            until(
+                lambda: (
+                    card().replace(",", "").isdigit()
+                    and d.find_elements(By.CSS_SELECTOR, "#fig-confusion .heatmaplayer")
+                )
+            )
             times["production page"].append(time.perf_counter() - t)
             until(lambda: d.find_elements(By.CSS_SELECTOR, "#drift-table table, #drift-table .dash-table-container"))
             times["drift panel (after the page)"].append(time.perf_counter() - t - times["production page"][-1])
             shot(d, "production")
-            if last_day > first_day:                      # narrow to the last day: the panels must change
+            if last_day > first_day:  # narrow to the last day: the panels must change
                 before = card()
                 box = d.find_element(By.ID, "dates")
-                box.send_keys(Keys.CONTROL, "a"); box.send_keys(last_day.isoformat(), Keys.ENTER)
+                box.send_keys(Keys.CONTROL, "a")
+                box.send_keys(last_day.isoformat(), Keys.ENTER)
                 times["date filter"].append(until(lambda: card() not in (before, "", "–")))
             d.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Attribution checker']").click()
             t = time.perf_counter()
             d.find_element(By.ID, "pick").click()
-            until(lambda: d.find_elements(By.CSS_SELECTOR, "#pick [role=option], #pick .dash-dropdown-option, [role=option]"))
+            until(
+                lambda: d.find_elements(
+                    By.CSS_SELECTOR, "#pick [role=option], #pick .dash-dropdown-option, [role=option]"
+                )
+            )
             times["attribution picker"].append(time.perf_counter() - t)
             d.find_elements(By.CSS_SELECTOR, "[role=option]")[0].click()
             t = time.perf_counter()
@@ -147,17 +193,35 @@ def main(argv=None):
             shot(d, "attributions")
             d.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Models']").click()
             t = time.perf_counter()
-            until(lambda: d.find_elements(By.CSS_SELECTOR, "#thresholds-table") and d.find_elements(By.CSS_SELECTOR, "#shadow-table"))
+            until(
+                lambda: (
+                    d.find_elements(By.CSS_SELECTOR, "#thresholds-table")
+                    and d.find_elements(By.CSS_SELECTOR, "#shadow-table")
+                )
+            )
             times["models page"].append(time.perf_counter() - t)
             shot(d, "models")
         d.quit()
-    result = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "predictions": args.n,
-              "log_write_seconds": write_s, "dashboard_start_seconds": start_s, "model": "tiny random ConvBERT" if "tiny" in model else (model if "://" in model else f"model folder {Path(model).name}"),
-              "seconds_median": {k: float(np.median(v)) for k, v in times.items() if v}, "seconds_all": times}
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "predictions": args.n,
+        "log_write_seconds": write_s,
+        "dashboard_start_seconds": start_s,
+        "model": "tiny random ConvBERT"
+        if "tiny" in model
+        else (model if "://" in model else f"model folder {Path(model).name}"),
+        "seconds_median": {k: float(np.median(v)) for k, v in times.items() if v},
+        "seconds_all": times,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"dashboard on {args.n:,} logged predictions ({result['machine']}); start-up {start_s:.1f} s; median of {args.repeat}:")
-    for k, v in result["seconds_median"].items(): print(f"  {k:20s} {v:5.2f} s")
+    print(
+        f"dashboard on {args.n:,} logged predictions ({result['machine']}); start-up {start_s:.1f} s; median of "
+        f"{args.repeat}:"
+    )
+    for k, v in result["seconds_median"].items():
+        print(f"  {k:20s} {v:5.2f} s")
     return 0
 
 

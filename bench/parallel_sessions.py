@@ -3,6 +3,7 @@ core scoring parts of the same texts in parallel (cleaned demo test mails, the m
 
     python bench/parallel_sessions.py --model emailrouter-runs/train/<run>/model
 """
+
 import argparse
 import os
 import time
@@ -16,7 +17,9 @@ def rate(fn, n, rounds=2):
     "Best texts/s of `rounds` calls of `fn` over `n` texts."
     best = 0.0
     for _ in range(rounds):
-        t0 = time.perf_counter(); fn(); best = max(best, n / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        fn()
+        best = max(best, n / (time.perf_counter() - t0))
     return best
 
 
@@ -30,7 +33,8 @@ def main(argv=None):
     one.predict_proba(texts[:64])
     print(f"one session, {cores} threads: {rate(lambda: one.predict_proba(texts), len(texts)):.0f} mails/s")
     many = [EmailRouter(args.model, backend="onnx", threads=1) for _ in range(cores)]
-    for r in many: r.predict_proba(texts[:32])
+    for r in many:
+        r.predict_proba(texts[:32])
     parts = [texts[i::cores] for i in range(cores)]
     with ThreadPoolExecutor(cores) as pool:
         run = lambda: list(pool.map(lambda rp: rp[0].predict_proba(rp[1]), zip(many, parts)))

@@ -31,6 +31,7 @@ __all__ = ['log', 'Analysis', 'analyse', 'confusion_heatmap', 'confused_pairs', 
 @dataclass
 class Analysis:
     "One model's predictions on one split, one row per mail, with the probabilities before and after calibration."
+
     labels: list[str]
     frame: pd.DataFrame
     logits: np.ndarray
@@ -40,9 +41,13 @@ class Analysis:
     split: str = "test"
 
     @property
-    def probs(self) -> np.ndarray: return softmax(self.logits, self.temperature)
+    def probs(self) -> np.ndarray:
+        return softmax(self.logits, self.temperature)
+
     @property
-    def raw_probs(self) -> np.ndarray: return softmax(self.logits)
+    def raw_probs(self) -> np.ndarray:
+        return softmax(self.logits)
+
     @property
     def threshold_ids(self) -> dict:
         "Thresholds keyed by queue id (and 'global'), as `metrics.routed` takes them."
@@ -53,46 +58,72 @@ class Analysis:
         y = self.frame["label"].to_numpy()
         m = route_metrics(self.probs, y, threshold=self.threshold_ids, labels=self.labels)
         m["ece_before_scaling"] = route_metrics(self.raw_probs, y)["ece"]
-        m["ece_by_chance_p95"] = ece_by_chance(self.probs)[1]   # what a perfectly calibrated model could show on this many mails
+        m["ece_by_chance_p95"] = ece_by_chance(self.probs)[
+            1
+        ]  # what a perfectly calibrated model could show on this many mails
         return m
+
 
 def _has_quote(body: str) -> bool:
     text = to_text(body)
-    if looks_like_html(text): return "blockquote" in text.lower() or "divRplyFwdMsg" in text
+    if looks_like_html(text):
+        return "blockquote" in text.lower() or "divRplyFwdMsg" in text
     return strip_quotes(text) != text.strip()
 
-def analyse(router: EmailRouter, data: EmailData, split: str = "test", meta: pd.DataFrame | None = None,
-            top_k: int = 3, model: str = "") -> Analysis:
-    "Run `router` on `split` of `data`; `meta` (indexed by mail id) adds columns to slice by, such as the demo inbox's `kind`."
+
+def analyse(
+    router: EmailRouter,
+    data: EmailData,
+    split: str = "test",
+    meta: pd.DataFrame | None = None,
+    top_k: int = 3,
+    model: str = "",
+) -> Analysis:
+    """Run `router` on `split` of `data`; `meta` (indexed by mail id) adds columns to slice by, such as the demo
+    inbox's `kind`."""
     d = data.frame(split)
     if list(router.labels) != list(data.unique_tags):
-        d["label"] = d["queue"].map({q: i for i, q in enumerate(router.labels)}).fillna(-1).astype(int)  # -1: a queue the model lacks
+        d["label"] = (
+            d["queue"].map({q: i for i, q in enumerate(router.labels)}).fillna(-1).astype(int)
+        )  # -1: a queue the model lacks
     logits = router.predict_logits(d["text"].tolist())
     probs = softmax(logits, router.temperature)
     ranked = router.decide(probs, top_k)
     tokens = [len(x) for x in router.tokenizer(d["text"].tolist(), add_special_tokens=True, verbose=False)["input_ids"]]
-    f = pd.DataFrame({
-        "id": d["id"], "subject": d["subject"], "text": d["text"], "label": d["label"], "queue": d["queue"],
-        "predicted": [r["queue"] for r in ranked], "score": [r["score"] for r in ranked],
-        "top": [" | ".join(f"{q['queue']} {q['score']:.2f}" for q in r["top_k"]) for r in ranked]})
+    f = pd.DataFrame(
+        {
+            "id": d["id"],
+            "subject": d["subject"],
+            "text": d["text"],
+            "label": d["label"],
+            "queue": d["queue"],
+            "predicted": [r["queue"] for r in ranked],
+            "score": [r["score"] for r in ranked],
+            "top": [" | ".join(f"{q['queue']} {q['score']:.2f}" for q in r["top_k"]) for r in ranked],
+        }
+    )
     f["right"] = f["predicted"] == f["queue"]
-    f["auto"] = [r["route"] == r["queue"] for r in ranked]      # the model's own decision: routed, not reviewed
+    f["auto"] = [r["route"] == r["queue"] for r in ranked]  # the model's own decision: routed, not reviewed
     f["tokens"] = tokens
     f["cut"] = f["tokens"] > router.max_length
     f["language"] = [detect_language(t)[0] or "?" for t in f["text"]]
     f["html"] = [looks_like_html(to_text(b)) for b in d["body"]]
     f["quoted"] = [_has_quote(b) for b in d["body"]]
-    if "timestamp" in d: f["month"] = d["timestamp"].dt.to_period("M").astype(str)
+    if "timestamp" in d:
+        f["month"] = d["timestamp"].dt.to_period("M").astype(str)
     if meta is not None:
         extra = [c for c in meta.columns if c not in f.columns]
         f = f.join(meta[extra], on="id")
-    return Analysis(list(router.labels), f.reset_index(drop=True), logits, router.temperature, dict(router.thresholds), model, split)
+    return Analysis(
+        list(router.labels), f.reset_index(drop=True), logits, router.temperature, dict(router.thresholds), model, split
+    )
 
 # %% ../nbs/13_analysis.ipynb #b29c4551
 def _confusion(a: Analysis, normalize: bool = True) -> pd.DataFrame:
     cm = pd.crosstab(a.frame["queue"], a.frame["predicted"]).reindex(index=a.labels, columns=a.labels, fill_value=0)
     cm.index.name, cm.columns.name = "true", "predicted"
     return cm.div(cm.sum(axis=1).replace(0, 1), axis=0) if normalize else cm
+
 
 def confusion_heatmap(a: Analysis, normalize: bool = True, title: str | None = None) -> Figure:
     "Row-normalised confusion matrix as a heat map, legible from 10 to 80 queues."
@@ -103,17 +134,27 @@ def confusion_heatmap(a: Analysis, normalize: bool = True, title: str | None = N
     ax = fig.subplots()
     im = ax.imshow(cm.values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fs = max(4, 10 - n // 8)
-    ax.set_xticks(range(n), cm.columns, rotation=90, fontsize=fs); ax.set_yticks(range(n), cm.index, fontsize=fs)
+    ax.set_xticks(range(n), cm.columns, rotation=90, fontsize=fs)
+    ax.set_yticks(range(n), cm.index, fontsize=fs)
     if n <= 25:
         for (i, j), v in np.ndenumerate(cm.values):
             if v >= (0.005 if normalize else 1):
-                ax.text(j, i, f"{v:.2f}" if normalize else f"{v:g}", ha="center", va="center", fontsize=fs - 1,
-                        color="white" if v > (0.5 if normalize else cm.values.max() / 2) else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}" if normalize else f"{v:g}",
+                    ha="center",
+                    va="center",
+                    fontsize=fs - 1,
+                    color="white" if v > (0.5 if normalize else cm.values.max() / 2) else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.04, label="share of the true queue" if normalize else "mails")
-    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
     ax.set_title(title or f"{a.model} on {a.split}: where each queue's mail goes")
     fig.tight_layout()
     return fig
+
 
 def confused_pairs(a: Analysis, k: int = 10, examples: int = 2, width: int = 160) -> pd.DataFrame:
     "The `k` (true, predicted) pairs with most mails, their share of the true queue, and example texts."
@@ -121,30 +162,56 @@ def confused_pairs(a: Analysis, k: int = 10, examples: int = 2, width: int = 160
     support = a.frame["queue"].value_counts()
     rows = []
     for (t, p), g in wrong.groupby(["queue", "predicted"]):
-        rows.append({"true": t, "predicted": p, "mails": len(g), "share of true": len(g) / support[t],
-                     "examples": " || ".join(x[:width] for x in g.sort_values("score", ascending=False)["text"].head(examples))})
-    return pd.DataFrame(rows, columns=["true", "predicted", "mails", "share of true", "examples"]).sort_values("mails", ascending=False).head(k).reset_index(drop=True)
+        rows.append(
+            {
+                "true": t,
+                "predicted": p,
+                "mails": len(g),
+                "share of true": len(g) / support[t],
+                "examples": " || ".join(
+                    x[:width] for x in g.sort_values("score", ascending=False)["text"].head(examples)
+                ),
+            }
+        )
+    return (
+        pd.DataFrame(rows, columns=["true", "predicted", "mails", "share of true", "examples"])
+        .sort_values("mails", ascending=False)
+        .head(k)
+        .reset_index(drop=True)
+    )
 
-def misrouted(a: Analysis, queue: str | None = None, predicted: str | None = None, min_score: float = 0.0) -> pd.DataFrame:
+
+def misrouted(
+    a: Analysis, queue: str | None = None, predicted: str | None = None, min_score: float = 0.0
+) -> pd.DataFrame:
     "Wrong predictions, surest first: id, true and predicted queue, score, top queues, text; filtered by the arguments."
     f = a.frame[~a.frame["right"] & (a.frame["score"] >= min_score)]
-    if queue: f = f[f["queue"] == queue]
-    if predicted: f = f[f["predicted"] == predicted]
+    if queue:
+        f = f[f["queue"] == queue]
+    if predicted:
+        f = f[f["predicted"] == predicted]
     cols = ["id", "queue", "predicted", "score", "auto", "top", "text"] + [c for c in ("kind", "true_queue") if c in f]
     return f.sort_values("score", ascending=False)[cols].reset_index(drop=True)
 
 # %% ../nbs/13_analysis.ipynb #f827d0f7
 def slices(a: Analysis, extra: tuple[str, ...] = ("kind", "mixed", "persona")) -> dict[str, pd.DataFrame]:
-    "{slice name: DataFrame of mails, accuracy and automatic-routing share per value}, for the standard slices and `extra` columns."
+    """{slice name: DataFrame of mails, accuracy and automatic-routing share per value}, for the standard slices and
+    `extra` columns."""
     f = a.frame.copy()
     edges = [0, 32, 64, 128, 256, 512, np.inf]
-    f["length"] = pd.cut(f["tokens"], edges, labels=[f"<= {e}" if np.isfinite(e) else "> 512" for e in edges[1:]], right=True)
+    f["length"] = pd.cut(
+        f["tokens"], edges, labels=[f"<= {e}" if np.isfinite(e) else "> 512" for e in edges[1:]], right=True
+    )
     out = {}
     for name in ["length", "cut", "language", "month", "html", "quoted", *[c for c in extra if c in f]]:
-        if name not in f: continue
+        if name not in f:
+            continue
         g = f.groupby(name, observed=True)
-        out[name] = pd.DataFrame({"mails": g.size(), "accuracy": g["right"].mean(), "routed automatically": g["auto"].mean()})
+        out[name] = pd.DataFrame(
+            {"mails": g.size(), "accuracy": g["right"].mean(), "routed automatically": g["auto"].mean()}
+        )
     return out
+
 
 def slice_figure(a: Analysis, names: tuple[str, ...] = ("length", "language", "kind", "month")) -> Figure:
     "Bar charts of accuracy per value of a few slices, mails per bar written on it."
@@ -154,8 +221,10 @@ def slice_figure(a: Analysis, names: tuple[str, ...] = ("length", "language", "k
     for ax, (name, t) in zip(axes, sl.items()):
         ax.bar(range(len(t)), t["accuracy"], color="#4c72b0")
         ax.set_xticks(range(len(t)), [str(i) for i in t.index], rotation=45, ha="right", fontsize=8)
-        for i, (acc, n) in enumerate(zip(t["accuracy"], t["mails"])): ax.text(i, acc + 0.01, str(n), ha="center", fontsize=7)
-        ax.set_ylim(0, 1.08); ax.set_title(f"accuracy by {name}", fontsize=10)
+        for i, (acc, n) in enumerate(zip(t["accuracy"], t["mails"])):
+            ax.text(i, acc + 0.01, str(n), ha="center", fontsize=7)
+        ax.set_ylim(0, 1.08)
+        ax.set_title(f"accuracy by {name}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -163,16 +232,24 @@ def slice_figure(a: Analysis, names: tuple[str, ...] = ("length", "language", "k
 def reliability_figure(a: Analysis, n_bins: int = 15) -> Figure:
     "Reliability diagrams before and after temperature scaling, with ECE in the titles."
     fig = Figure(figsize=(9, 4))
-    for ax, (name, p) in zip(fig.subplots(1, 2), (("before scaling", a.raw_probs), (f"after scaling (T = {a.temperature:.2f})", a.probs))):
+    for ax, (name, p) in zip(
+        fig.subplots(1, 2), (("before scaling", a.raw_probs), (f"after scaling (T = {a.temperature:.2f})", a.probs))
+    ):
         b = calibration_bins(p, a.frame["label"].to_numpy(), n_bins)
         ece = float((b["count"] * (b["accuracy"] - b["confidence"]).abs()).sum() / b["count"].sum())
         ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
-        ax.scatter(b["confidence"], b["accuracy"], s=10 + 200 * b["count"] / b["count"].max(), color="#4c72b0", alpha=0.8)
+        ax.scatter(
+            b["confidence"], b["accuracy"], s=10 + 200 * b["count"] / b["count"].max(), color="#4c72b0", alpha=0.8
+        )
         ax.plot(b["confidence"], b["accuracy"], color="#4c72b0", lw=1)
-        ax.set_xlim(0, 1); ax.set_ylim(0, 1); ax.set_xlabel("mean top score in bin"); ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("mean top score in bin")
+        ax.set_ylabel("accuracy")
         ax.set_title(f"{name}: ECE {ece:.3f}", fontsize=10)
     fig.tight_layout()
     return fig
+
 
 def coverage_curve(a: Analysis) -> pd.DataFrame:
     "For each distinct top score as a global threshold: coverage (share routed) and the accuracy of the routed mail."
@@ -181,25 +258,43 @@ def coverage_curve(a: Analysis) -> pd.DataFrame:
     n = np.arange(1, len(order) + 1)
     return pd.DataFrame({"threshold": conf[order], "coverage": n / len(order), "accuracy": np.cumsum(right[order]) / n})
 
+
 def coverage_figure(a: Analysis, others: dict[str, Analysis] | None = None) -> Figure:
-    "Accuracy of the automatically routed mail against its share, with the model's operating point; `others` adds curves."
+    """Accuracy of the automatically routed mail against its share, with the model's operating point; `others` adds
+    curves."""
     c, m = coverage_curve(a), a.metrics()
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.plot(c["coverage"], c["accuracy"], color="#4c72b0", label="one global threshold, swept")
-    ax.scatter([m["coverage"]], [m["routed_accuracy"]], color="#c44e52", zorder=3,
-               label=f"model's thresholds: {m['coverage']:.0%} routed at {m['routed_accuracy']:.1%}")
+    ax.scatter(
+        [m["coverage"]],
+        [m["routed_accuracy"]],
+        color="#c44e52",
+        zorder=3,
+        label=f"model's thresholds: {m['coverage']:.0%} routed at {m['routed_accuracy']:.1%}",
+    )
     for (name, o), color in zip((others or {}).items(), ("#55a868", "#8172b2", "#ccb974")):
         oc, om = coverage_curve(o), o.metrics()
         ax.plot(oc["coverage"], oc["accuracy"], color=color, label=name)
-        ax.scatter([om["coverage"]], [om["routed_accuracy"]], color=color, zorder=3, marker="s",
-                   label=f"{name}: {om['coverage']:.0%} routed at {om['routed_accuracy']:.1%}")
+        ax.scatter(
+            [om["coverage"]],
+            [om["routed_accuracy"]],
+            color=color,
+            zorder=3,
+            marker="s",
+            label=f"{name}: {om['coverage']:.0%} routed at {om['routed_accuracy']:.1%}",
+        )
     target = a.thresholds.get("target")
-    if target: ax.axhline(target, color="grey", ls=":", lw=1, label=f"target {target:.0%}")
-    ax.set_xlabel("share of mail routed automatically"); ax.set_ylabel("accuracy of that mail"); ax.set_xlim(0, 1.01)
-    ax.legend(fontsize=8, loc="lower left"); ax.set_title("Coverage against accuracy", fontsize=10)
+    if target:
+        ax.axhline(target, color="grey", ls=":", lw=1, label=f"target {target:.0%}")
+    ax.set_xlabel("share of mail routed automatically")
+    ax.set_ylabel("accuracy of that mail")
+    ax.set_xlim(0, 1.01)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Coverage against accuracy", fontsize=10)
     fig.tight_layout()
     return fig
+
 
 def relabel(a: Analysis, column: str) -> Analysis:
     "The same predictions scored against another column of queue names (e.g. the demo inbox's `true_queue`)."
@@ -210,8 +305,13 @@ def relabel(a: Analysis, column: str) -> Analysis:
     return Analysis(a.labels, f, a.logits, a.temperature, a.thresholds, f"{a.model}, against {column}", a.split)
 
 # %% ../nbs/13_analysis.ipynb #3a93ca84
-def label_issues(data: EmailData, splits: tuple[str, ...] = ("train", "validation"), folds: int = 5, seed: int = 0,
-                 n: int | None = None) -> pd.DataFrame:
+def label_issues(
+    data: EmailData,
+    splits: tuple[str, ...] = ("train", "validation"),
+    folds: int = 5,
+    seed: int = 0,
+    n: int | None = None,
+) -> pd.DataFrame:
     """Mail whose recorded queue confident learning doubts, most doubtful first: id, split, queue, suggested queue,
     probabilities, label quality, text. All that cleanlab flags, or the `n` most doubtful."""
     from cleanlab.filter import find_label_issues
@@ -220,21 +320,32 @@ def label_issues(data: EmailData, splits: tuple[str, ...] = ("train", "validatio
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline, make_union
-    if n is not None and n < 1: raise ValueError(f"n must be at least 1, got {n}")
+
+    if n is not None and n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
     d = pd.concat([data.frame(k).assign(split=k) for k in splits], ignore_index=True)
     y = d["label"].to_numpy()
-    present = np.unique(y)                       # cleanlab wants classes 0..k-1 that all occur
+    present = np.unique(y)  # cleanlab wants classes 0..k-1 that all occur
     remap = {c: i for i, c in enumerate(present)}
     yk = np.array([remap[c] for c in y])
     k = int(min(folds, np.bincount(yk).min()))
-    if k < 2: raise ValueError("label_issues needs at least 2 mails in every queue")
-    pipe = make_pipeline(make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                                    TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
-                         LogisticRegression(C=10, max_iter=3000))
-    probs = cross_val_predict(pipe, d["text"], yk, cv=StratifiedKFold(k, shuffle=True, random_state=seed), method="predict_proba")
+    if k < 2:
+        raise ValueError("label_issues needs at least 2 mails in every queue")
+    pipe = make_pipeline(
+        make_union(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
+        ),
+        LogisticRegression(C=10, max_iter=3000),
+    )
+    probs = cross_val_predict(
+        pipe, d["text"], yk, cv=StratifiedKFold(k, shuffle=True, random_state=seed), method="predict_proba"
+    )
     quality = get_label_quality_scores(yk, probs, method="normalized_margin")
-    if n is None: ranked = find_label_issues(yk, probs, return_indices_ranked_by="normalized_margin")
-    else: ranked = np.argsort(quality, kind="stable")[:n]
+    if n is None:
+        ranked = find_label_issues(yk, probs, return_indices_ranked_by="normalized_margin")
+    else:
+        ranked = np.argsort(quality, kind="stable")[:n]
     names = [data.id2tag[c] for c in present]
     out = d.iloc[ranked][["id", "split", "queue", "text"]].copy()
     out.insert(3, "suggested", [names[i] for i in probs[ranked].argmax(1)])
@@ -249,28 +360,61 @@ def _img(fig: Figure) -> str:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
+
 def per_queue(a: Analysis) -> pd.DataFrame:
-    "Precision, recall, F1 and support per queue (the metrics module's), with the share of each queue's mail routed automatically."
+    """Precision, recall, F1 and support per queue (the metrics module's), with the share of each queue's mail routed
+    automatically."""
     t = pd.DataFrame(a.metrics()["per_queue"]).T
     t["routed automatically"] = a.frame.groupby("predicted")["auto"].mean().reindex(t.index)
     return t.sort_values("support", ascending=False)
 
+
 def to_html(a: Analysis, path: str | Path | None = None, title: str | None = None) -> str:
     "The analysis as one self-contained HTML page; written to `path` when given."
     m = a.metrics()
-    head = {"mails": len(a.frame), "accuracy": m["accuracy"], "macro-F1": m["macro_f1"], "top-3 accuracy": m.get("top3_accuracy"),
-            "ECE before scaling": m["ece_before_scaling"], "ECE after scaling": m["ece"], "temperature": a.temperature,
-            "routed automatically": m["coverage"], "accuracy of routed mail": m["routed_accuracy"]}
+    head = {
+        "mails": len(a.frame),
+        "accuracy": m["accuracy"],
+        "macro-F1": m["macro_f1"],
+        "top-3 accuracy": m.get("top3_accuracy"),
+        "ECE before scaling": m["ece_before_scaling"],
+        "ECE after scaling": m["ece"],
+        "temperature": a.temperature,
+        "routed automatically": m["coverage"],
+        "accuracy of routed mail": m["routed_accuracy"],
+    }
     table = lambda df: df.to_html(float_format=lambda x: f"{x:.3f}", escape=True, border=0, classes="t")
-    parts = [f"<h1>{_html.escape(title or f'Error analysis: {a.model} on {a.split}')}</h1>",
-             table(pd.Series(head, name="value").to_frame()),
-             "<h2>Calibration</h2>", _img(reliability_figure(a)), _img(coverage_figure(a)),
-             "<h2>Confusion</h2>", _img(confusion_heatmap(a)), "<h2>Per queue</h2>", table(per_queue(a)),
-             "<h2>Slices</h2>", _img(slice_figure(a))]
+    parts = [
+        f"<h1>{_html.escape(title or f'Error analysis: {a.model} on {a.split}')}</h1>",
+        table(pd.Series(head, name="value").to_frame()),
+        "<h2>Calibration</h2>",
+        _img(reliability_figure(a)),
+        _img(coverage_figure(a)),
+        "<h2>Confusion</h2>",
+        _img(confusion_heatmap(a)),
+        "<h2>Per queue</h2>",
+        table(per_queue(a)),
+        "<h2>Slices</h2>",
+        _img(slice_figure(a)),
+    ]
     parts += [f"<h3>{_html.escape(k)}</h3>" + table(v) for k, v in slices(a).items()]
-    parts += ["<h2>Most confused pairs</h2>", table(confused_pairs(a)), "<h2>Surest wrong predictions</h2>", table(misrouted(a).head(30))]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222} table.t{border-collapse:collapse;font-size:13px}"
-             "table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top} img{max-width:100%}")
-    page = f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{_html.escape(title or "error analysis")}</title><style>{style}</style><body>{"".join(parts)}</body></html>'
-    if path: Path(path).write_text(page, encoding="utf-8")
+    parts += [
+        "<h2>Most confused pairs</h2>",
+        table(confused_pairs(a)),
+        "<h2>Surest wrong predictions</h2>",
+        table(misrouted(a).head(30)),
+    ]
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222} "
+        "table.t{border-collapse:collapse;font-size:13px}"
+        "table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top} "
+        "img{max-width:100%}"
+    )
+    page = (
+        '<!doctype html><html lang="en"><meta charset="utf-8">'
+        f"<title>{_html.escape(title or 'error analysis')}</title><style>{style}</style>"
+        f"<body>{''.join(parts)}</body></html>"
+    )
+    if path:
+        Path(path).write_text(page, encoding="utf-8")
     return page

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from .metrics import route_metrics
 
-if TYPE_CHECKING: from emailrouter.data import EmailData
+if TYPE_CHECKING:
+    from emailrouter.data import EmailData
 
 # %% auto #0
 __all__ = ['baseline_pipeline', 'baseline_scores']
@@ -21,9 +22,14 @@ def baseline_pipeline(C: float = 10.0):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
-    return make_pipeline(make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                                    TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
-                         LogisticRegression(C=C, max_iter=3000))
+
+    return make_pipeline(
+        make_union(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
+        ),
+        LogisticRegression(C=C, max_iter=3000),
+    )
 
 # %% ../nbs/05_baseline.ipynb #b95a89e1
 def baseline_scores(data: EmailData, field: str = "text", C: float = 10.0) -> dict[str, float]:

@@ -25,34 +25,47 @@ log = logging.getLogger("emailrouter.batch")
 __all__ = ['log', 'route_frame', 'ArchiveScorer', 'score_archive']
 
 # %% ../nbs/23_batch.ipynb #cc15f6d5
-def route_frame(m: LoadedModel, df: pd.DataFrame, settings: Settings | None = None, offset: int = 0,
-                return_probs: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
+def route_frame(
+    m: LoadedModel, df: pd.DataFrame, settings: Settings | None = None, offset: int = 0, return_probs: bool = False
+) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
     """Answers for the raw mails in `df` (columns named by the settings): id, queue, score, route (the queue, or the
     review queue below the model's threshold), top_k as JSON and the model version. `offset` numbers rows without ids;
     with `return_probs`, also the calibrated probabilities (n, queues)."""
     from emailrouter.data import resolve_columns
+
     s = settings or load_settings()
     cols, _ = resolve_columns(df, s)
     if cols["text_column"] is None:
         raise ValueError(f"no text column {s.text_column!r}; the data has {list(df.columns)}")
     subjects = df[cols["subject_column"]] if cols["subject_column"] else [None] * len(df)
     texts = [clean_email(sub, body) for sub, body in zip(subjects, df[cols["text_column"]])]
-    ids = (df[cols["id_column"]].astype(str).tolist() if cols["id_column"]
-           else [f"row-{offset + i}" for i in range(len(df))])
+    ids = (
+        df[cols["id_column"]].astype(str).tolist()
+        if cols["id_column"]
+        else [f"row-{offset + i}" for i in range(len(df))]
+    )
     router = m.router
     probs = router.predict_proba(texts) if texts else np.zeros((0, len(router.labels)), dtype=np.float32)
     ranked = router.decide(probs, s.top_k, s.confidence_threshold, s.review_queue)
-    res = pd.DataFrame({"id": ids, "queue": [r["queue"] for r in ranked], "score": [round(r["score"], 4) for r in ranked],
-                        "route": [r["route"] for r in ranked],
-                        "top_k": [json.dumps(r["top_k"], ensure_ascii=False) for r in ranked],
-                        "model_version": str(m.version or m.name or "")})
+    res = pd.DataFrame(
+        {
+            "id": ids,
+            "queue": [r["queue"] for r in ranked],
+            "score": [round(r["score"], 4) for r in ranked],
+            "route": [r["route"] for r in ranked],
+            "top_k": [json.dumps(r["top_k"], ensure_ascii=False) for r in ranked],
+            "model_version": str(m.version or m.name or ""),
+        }
+    )
     empty = [not t.strip() for t in texts]
-    if any(empty): res.loc[empty, ["queue", "route", "top_k"]] = ["", s.review_queue, "[]"]
+    if any(empty):
+        res.loc[empty, ["queue", "route", "top_k"]] = ["", s.review_queue, "[]"]
     return (res, probs) if return_probs else res
 
 # %% ../nbs/23_batch.ipynb #8d1383d1
 class ArchiveScorer:
     "Routes blocks of raw mails with the model at `model_uri`, loaded once (one Ray actor, or this process)."
+
     def __init__(self, model_uri: str, settings: dict[str, Any] | None = None, threads: int = 1):
         self.settings = load_settings(**{**(settings or {}), "inference_threads": threads})
         self.model = load_model(model_uri, self.settings)
@@ -60,65 +73,103 @@ class ArchiveScorer:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         return route_frame(self.model, batch, self.settings)
 
+
 # the Ray Data loggers that narrate every job on the console (start, plan, progress-bar notice, end, rows written)
 _RAY_NARRATORS = ("ray.data._internal.execution.streaming_executor", "ray.data._internal.progress", "ray.data.dataset")
 _READERS = {".parquet": "read_parquet", ".csv": "read_csv", ".jsonl": "read_json", ".json": "read_json"}
 
+
 def _archive_files(source: Path) -> tuple[str, list[Path]]:
     "The archive's file format (its suffix) and its files; one format only."
-    if not source.exists(): raise FileNotFoundError(f"no archive at {source}")
-    files = [p for p in (sorted(source.rglob("*")) if source.is_dir() else [source])
-             if p.is_file() and not p.name.startswith((".", "_"))]
+    if not source.exists():
+        raise FileNotFoundError(f"no archive at {source}")
+    files = [
+        p
+        for p in (sorted(source.rglob("*")) if source.is_dir() else [source])
+        if p.is_file() and not p.name.startswith((".", "_"))
+    ]
     kinds = {p.suffix.lower() for p in files}
     if len(kinds) != 1 or next(iter(kinds)) not in _READERS:
-        raise ValueError(f"cannot score {source.name}: use Parquet, CSV or JSON Lines files (one format), found {sorted(kinds) or 'none'}")
+        raise ValueError(
+            f"cannot score {source.name}: use Parquet, CSV or JSON Lines files (one format), found "
+            f"{sorted(kinds) or 'none'}"
+        )
     return next(iter(kinds)), files
 
 # %% ../nbs/23_batch.ipynb #55fa2084
-def score_archive(source: str | Path, out: str | Path, model_uri: str | None = None, engine: str = "ray",
-                  settings: Settings | None = None, batch_size: int = 512, actors: int | None = None) -> dict[str, Any]:
+def score_archive(
+    source: str | Path,
+    out: str | Path,
+    model_uri: str | None = None,
+    engine: str = "ray",
+    settings: Settings | None = None,
+    batch_size: int = 512,
+    actors: int | None = None,
+) -> dict[str, Any]:
     """Route every mail of the archive `source` with `model_uri` (default: the serving model) and write the answers to
     the folder `out` as Parquet. `engine`: 'ray' (Ray Data; a local instance unless RAY_ADDRESS names a cluster, with
-    `actors` model copies, default one per CPU) or 'local' (this process). Returns rows, seconds and mails per second."""
-    if engine not in ("ray", "local"): raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
+    `actors` model copies, default one per CPU) or 'local' (this process). Returns rows, seconds and mails per
+    second."""
+    if engine not in ("ray", "local"):
+        raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
     s = settings or load_settings()
     source, out, uri = Path(source), Path(out), model_uri or s.model_uri
     kind, files = _archive_files(source)
-    if out.exists() and any(out.iterdir()): raise FileExistsError(f"{out} is not empty: answers are never written over")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: answers are never written over")
     out.mkdir(parents=True, exist_ok=True)
     keep = {k: v for k, v in s.model_dump().items() if v is not None and not hasattr(v, "get_secret_value")}
     t0 = time.perf_counter()
     if engine == "local":
         scorer = ArchiveScorer(uri, keep, threads=s.inference_threads)
         from emailrouter.data import read_source
+
         rows, part = 0, 0
         for f in files:
             df = read_source(str(f), settings=s)
             for i in range(0, len(df), batch_size):
-                res = route_frame(scorer.model, df.iloc[i:i + batch_size], s, offset=rows)
-                res.to_parquet(out / f"part-{part:05d}.parquet", index=False); rows += len(res); part += 1
+                res = route_frame(scorer.model, df.iloc[i : i + batch_size], s, offset=rows)
+                res.to_parquet(out / f"part-{part:05d}.parquet", index=False)
+                rows += len(res)
+                part += 1
         workers = 1
     else:
         import ray
-        if not ray.is_initialized():            # a local instance, or the cluster RAY_ADDRESS names
+
+        if not ray.is_initialized():  # a local instance, or the cluster RAY_ADDRESS names
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        for name in _RAY_NARRATORS: logging.getLogger(name).setLevel(logging.ERROR)
+        for name in _RAY_NARRATORS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         workers = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ctx = ray.data.DataContext.get_current(); ctx.enable_progress_bars = s.progress
-        ctx.target_max_block_size = 1 << 20   # blocks of about 2,000 mails: enough of them to keep every actor busy
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = s.progress
+        ctx.target_max_block_size = 1 << 20  # blocks of about 2,000 mails: enough of them to keep every actor busy
         ds = getattr(ray.data, _READERS[kind])(str(source), **({"lines": True} if kind == ".jsonl" else {}))
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")  # advice: small archives
-            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")           # max_restarts below
-            answers = ds.map_batches(ArchiveScorer, fn_constructor_kwargs={"model_uri": uri, "settings": keep},
-                                     batch_size=batch_size, batch_format="pandas",
-                                     compute=ray.data.ActorPoolStrategy(size=workers),
-                                     num_cpus=0.5,     # of Ray's bookkeeping: a full pool still leaves CPUs to read and write
-                                     max_restarts=0)   # an actor that dies (out of memory) fails the job, with its reason
+            warnings.filterwarnings(
+                "ignore", message="The minimum number of concurrent actors"
+            )  # advice: small archives
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")  # max_restarts below
+            answers = ds.map_batches(
+                ArchiveScorer,
+                fn_constructor_kwargs={"model_uri": uri, "settings": keep},
+                batch_size=batch_size,
+                batch_format="pandas",
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=0.5,  # of Ray's bookkeeping: a full pool still leaves CPUs to read and write
+                max_restarts=0,
+            )  # an actor that dies (out of memory) fails the job, with its reason
             answers.write_parquet(str(out))
         rows = sum(len(pd.read_parquet(p, columns=["id"])) for p in out.glob("*.parquet"))
     seconds = time.perf_counter() - t0
-    report = {"engine": engine, "workers": workers, "rows": rows, "seconds": round(seconds, 2),
-              "mails_per_second": round(rows / seconds, 1) if seconds else None, "model": redact_url(uri), "out": str(out)}
+    report = {
+        "engine": engine,
+        "workers": workers,
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "mails_per_second": round(rows / seconds, 1) if seconds else None,
+        "model": redact_url(uri),
+        "out": str(out),
+    }
     log.info("scored %d mails with %s in %.1f s (%s, %d workers)", rows, redact_url(uri), seconds, engine, workers)
     return report

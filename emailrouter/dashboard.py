@@ -17,7 +17,14 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
 
 from .core import Settings, load_settings, redact_url
-from .monitor import drift_report, estimate_accuracy, feedback_confusion, period_scores, queue_scores, windows
+from emailrouter.monitor import (
+    drift_report,
+    estimate_accuracy,
+    feedback_confusion,
+    period_scores,
+    queue_scores,
+    windows,
+)
 from .predlog import log_engine, read_log
 from .text import clean_email
 
@@ -30,7 +37,9 @@ __all__ = ['log', 'LogCache', 'filtered', 'default_freq', 'performance_figure', 
 
 # %% ../nbs/22_dashboard.ipynb #4a39f285
 class LogCache:
-    "The prediction log as one frame: read once, then re-read in the background when older than `ttl` seconds; `error` says why a read failed."
+    """The prediction log as one frame: read once, then re-read in the background when older than `ttl` seconds;
+    `error` says why a read failed."""
+
     def __init__(self, url: str | None, ttl: float = 30.0):
         self.url, self.ttl = url, ttl
         self.frame: pd.DataFrame | None = None
@@ -41,14 +50,17 @@ class LogCache:
 
     def _read(self) -> tuple[pd.DataFrame | None, str | None]:
         try:
-            if not self.url: raise RuntimeError("the prediction log is off (EMAILROUTER_LOG_URL is empty)")
+            if not self.url:
+                raise RuntimeError("the prediction log is off (EMAILROUTER_LOG_URL is empty)")
             import sqlalchemy as sa
+
             engine = log_engine(self.url)
             try:
                 if "er_predictions" not in sa.inspect(engine).get_table_names():
                     return _empty_log(), "no predictions logged yet: serve some mail (emailrouter simulate)"
                 return read_log(engine, with_text=True), None
-            finally: engine.dispose()
+            finally:
+                engine.dispose()
         except Exception as e:
             msg = f"cannot read the prediction log at {redact_url(self.url)} ({type(e).__name__})"
             log.warning(msg)
@@ -57,7 +69,8 @@ class LogCache:
     def _refresh(self):
         frame, error = self._read()
         with self._lock:
-            if frame is not None: self.frame = frame
+            if frame is not None:
+                self.frame = frame
             self.error, self.read_at, self._refreshing = error, time.monotonic(), False
 
     def get(self) -> pd.DataFrame:
@@ -71,26 +84,63 @@ class LogCache:
                 threading.Thread(target=self._refresh, daemon=True, name="dashboard-log-refresh").start()
             return self.frame
 
+
 def _empty_log() -> pd.DataFrame:
-    cols = ["id", "request_id", "created_at", "model_name", "model_version", "queue", "score", "route", "top_k", "latency_ms",
-            "truncated", "n_tokens", "n_chars", "language", "text", "text_sha256", "true_queue", "feedback_at", "feedback_source", "corrections"]
+    cols = [
+        "id",
+        "request_id",
+        "created_at",
+        "model_name",
+        "model_version",
+        "queue",
+        "score",
+        "route",
+        "top_k",
+        "latency_ms",
+        "truncated",
+        "n_tokens",
+        "n_chars",
+        "language",
+        "text",
+        "text_sha256",
+        "true_queue",
+        "feedback_at",
+        "feedback_source",
+        "corrections",
+    ]
     df = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
-    for c in ("created_at", "feedback_at"): df[c] = pd.to_datetime(df[c])
-    for c in ("score", "latency_ms", "n_chars"): df[c] = df[c].astype(float)
+    for c in ("created_at", "feedback_at"):
+        df[c] = pd.to_datetime(df[c])
+    for c in ("score", "latency_ms", "n_chars"):
+        df[c] = df[c].astype(float)
     return df
 
 # %% ../nbs/22_dashboard.ipynb #a2dc20d0
-def filtered(df: pd.DataFrame, start: str | None = None, end: str | None = None, queues: list[str] | None = None,
-             version: str | None = None) -> pd.DataFrame:
-    "Rows of the log from `start` to `end` (dates, inclusive), predicted or corrected into `queues`, of model `version`."
+def filtered(
+    df: pd.DataFrame,
+    start: str | None = None,
+    end: str | None = None,
+    queues: list[str] | None = None,
+    version: str | None = None,
+) -> pd.DataFrame:
+    """Rows of the log from `start` to `end` (dates, inclusive), predicted or corrected into `queues`, of model
+    `version`."""
     m = pd.Series(True, index=df.index)
-    if start: m &= df["created_at"] >= pd.Timestamp(start)
-    if end: m &= df["created_at"] < pd.Timestamp(end) + pd.Timedelta(days=1)
-    if queues: m &= df["queue"].isin(queues) | df["true_queue"].isin(queues)
-    if version: m &= df["model_version"].astype(str) == str(version)
+    if start:
+        m &= df["created_at"] >= pd.Timestamp(start)
+    if end:
+        m &= df["created_at"] < pd.Timestamp(end) + pd.Timedelta(days=1)
+    if queues:
+        m &= df["queue"].isin(queues) | df["true_queue"].isin(queues)
+    if version:
+        m &= df["model_version"].astype(str) == str(version)
     return df[m]
 
-_LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.2))
+
+_LAYOUT = dict(
+    template="plotly_white", margin=dict(l=50, r=20, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.2)
+)
+
 
 def _one_period(fig: go.Figure, x, freq: str) -> go.Figure:
     "A single period is drawn in a window of three periods around it, not on an axis of nanoseconds."
@@ -99,49 +149,99 @@ def _one_period(fig: go.Figure, x, freq: str) -> go.Figure:
         fig.update_xaxes(range=[x[0] - step, x[0] + 2 * step])
     return fig
 
+
 def default_freq(df: pd.DataFrame) -> str:
     "Minutes for a log of a few hours, hours for a few days, else days."
-    if df.empty: return "D"
+    if df.empty:
+        return "D"
     span = df["created_at"].max() - df["created_at"].min()
     return "min" if span < pd.Timedelta(hours=3) else "h" if span < pd.Timedelta(days=3) else "D"
+
 
 def performance_figure(scores: pd.DataFrame, freq: str = "D") -> go.Figure:
     "Realised accuracy (feedback), estimated accuracy, auto-routed accuracy and manual-review share per period."
     fig = go.Figure()
     x = scores.index.get_level_values(0)
-    for col, name, dash in (("accuracy", "accuracy on feedback", "solid"), ("estimated_accuracy", "estimated accuracy", "dot"),
-                            ("auto_accuracy", "accuracy of auto-routed mail", "solid"), ("review_share", "manual-review share", "dash")):
+    for col, name, dash in (
+        ("accuracy", "accuracy on feedback", "solid"),
+        ("estimated_accuracy", "estimated accuracy", "dot"),
+        ("auto_accuracy", "accuracy of auto-routed mail", "solid"),
+        ("review_share", "manual-review share", "dash"),
+    ):
         fig.add_trace(go.Scatter(x=x, y=scores[col], name=name, mode="lines+markers", line=dict(dash=dash)))
     fig.update_layout(title="Performance in production", yaxis=dict(range=[0, 1.02], tickformat=".0%"), **_LAYOUT)
     return _one_period(fig, list(x), freq)
 
+
 def volume_figure(df: pd.DataFrame, freq: str) -> go.Figure:
     "Mails per period, split into auto-routed and manual review, with median and 95th-percentile latency."
     g = df.set_index("created_at").groupby(pd.Grouper(freq=freq))
-    auto = g.apply(lambda x: int((x["route"] == x["queue"]).sum()), include_groups=False) if len(df) else pd.Series(dtype=int)
+    auto = (
+        g.apply(lambda x: int((x["route"] == x["queue"]).sum()), include_groups=False)
+        if len(df)
+        else pd.Series(dtype=int)
+    )
     n = g.size() if len(df) else pd.Series(dtype=int)
     lat = g["latency_ms"].quantile(0.5) if len(df) else pd.Series(dtype=float)
     p95 = g["latency_ms"].quantile(0.95) if len(df) else pd.Series(dtype=float)
-    fig = go.Figure([go.Bar(x=n.index, y=auto, name="routed automatically"), go.Bar(x=n.index, y=n - auto, name="manual review"),
-                     go.Scatter(x=lat.index, y=lat, name="median latency (ms)", yaxis="y2", mode="lines+markers"),
-                     go.Scatter(x=p95.index, y=p95, name="95th percentile latency (ms)", yaxis="y2", mode="lines+markers", line=dict(dash="dot"))])
-    fig.update_layout(title="Mail and latency", barmode="stack", yaxis=dict(title="mails"),
-                      yaxis2=dict(title="ms", overlaying="y", side="right", rangemode="tozero"), **_LAYOUT)
+    fig = go.Figure(
+        [
+            go.Bar(x=n.index, y=auto, name="routed automatically"),
+            go.Bar(x=n.index, y=n - auto, name="manual review"),
+            go.Scatter(x=lat.index, y=lat, name="median latency (ms)", yaxis="y2", mode="lines+markers"),
+            go.Scatter(
+                x=p95.index,
+                y=p95,
+                name="95th percentile latency (ms)",
+                yaxis="y2",
+                mode="lines+markers",
+                line=dict(dash="dot"),
+            ),
+        ]
+    )
+    fig.update_layout(
+        title="Mail and latency",
+        barmode="stack",
+        yaxis=dict(title="mails"),
+        yaxis2=dict(title="ms", overlaying="y", side="right", rangemode="tozero"),
+        **_LAYOUT,
+    )
     return _one_period(fig, list(n.index), freq)
+
 
 def confusion_figure(df: pd.DataFrame) -> go.Figure:
     "The agents' queue (rows) against the model's (columns), on mails with feedback."
     cm = feedback_confusion(df)
-    fig = go.Figure(go.Heatmap(z=cm.to_numpy(), x=list(cm.columns), y=list(cm.index), colorscale="Blues",
-                               text=cm.to_numpy(), texttemplate="%{text}", hovertemplate="agents: %{y}<br>model: %{x}<br>%{z} mails<extra></extra>"))
-    return fig.update_layout(title="Feedback against prediction", xaxis_title="model's queue", yaxis_title="agents' queue",
-                             **{**_LAYOUT, "height": 420})
+    fig = go.Figure(
+        go.Heatmap(
+            z=cm.to_numpy(),
+            x=list(cm.columns),
+            y=list(cm.index),
+            colorscale="Blues",
+            text=cm.to_numpy(),
+            texttemplate="%{text}",
+            hovertemplate="agents: %{y}<br>model: %{x}<br>%{z} mails<extra></extra>",
+        )
+    )
+    return fig.update_layout(
+        title="Feedback against prediction",
+        xaxis_title="model's queue",
+        yaxis_title="agents' queue",
+        **{**_LAYOUT, "height": 420},
+    )
+
 
 def confidence_figure(reference: pd.DataFrame, current: pd.DataFrame) -> go.Figure:
     "The model's top scores in the reference and the current window."
-    fig = go.Figure([go.Histogram(x=reference["score"], name="reference", histnorm="probability", opacity=0.6, nbinsx=20),
-                     go.Histogram(x=current["score"], name="current", histnorm="probability", opacity=0.6, nbinsx=20)])
-    return fig.update_layout(title="Confidence: reference against current window", barmode="overlay", xaxis_title="top score", **_LAYOUT)
+    fig = go.Figure(
+        [
+            go.Histogram(x=reference["score"], name="reference", histnorm="probability", opacity=0.6, nbinsx=20),
+            go.Histogram(x=current["score"], name="current", histnorm="probability", opacity=0.6, nbinsx=20),
+        ]
+    )
+    return fig.update_layout(
+        title="Confidence: reference against current window", barmode="overlay", xaxis_title="top score", **_LAYOUT
+    )
 
 # %% ../nbs/22_dashboard.ipynb #f1f429d8
 def attribution_view(e) -> html.Div:
@@ -150,28 +250,54 @@ def attribution_view(e) -> html.Div:
     spans = []
     for w, s, seen in zip(e.words, e.scores, e.seen):
         a = min(abs(float(s)) / scale, 1.0) * 0.8
-        style = {"background": f"rgba(26,150,65,{a:.2f})" if s > 0 else f"rgba(215,48,39,{a:.2f})", "padding": "1px 2px",
-                 "borderRadius": "3px", "marginRight": "3px"}
-        if not seen: style.update(opacity=0.55, textDecoration="underline dotted")
+        style = {
+            "background": f"rgba(26,150,65,{a:.2f})" if s > 0 else f"rgba(215,48,39,{a:.2f})",
+            "padding": "1px 2px",
+            "borderRadius": "3px",
+            "marginRight": "3px",
+        }
+        if not seen:
+            style.update(opacity=0.55, textDecoration="underline dotted")
         spans.append(html.Span(w, title=f"{float(s):+.3f}", className="attr-word", style=style))
     what = e.target + (f" rather than {e.versus}" if e.versus else "")
-    head = html.Div(["predicted ", html.B(e.predicted), f" ({e.score:.2f}); attributions towards ", html.B(what),
-                     f" ({e.target_score:.2f}); {e.windows} window(s)"], style={"color": "#555", "fontSize": "13px", "marginBottom": "6px"})
+    head = html.Div(
+        [
+            "predicted ",
+            html.B(e.predicted),
+            f" ({e.score:.2f}); attributions towards ",
+            html.B(what),
+            f" ({e.target_score:.2f}); {e.windows} window(s)",
+        ],
+        style={"color": "#555", "fontSize": "13px", "marginBottom": "6px"},
+    )
     return html.Div([head, html.Div(spans, style={"lineHeight": "1.9"})], id="attribution-result")
 
 # %% ../nbs/22_dashboard.ipynb #059baf88
 def _card(label: str, value: str, id: str) -> html.Div:
-    return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#666"}), html.Div(value, id=id, style={"fontSize": "22px"})],
-                    style={"padding": "8px 14px", "border": "1px solid #ddd", "borderRadius": "6px", "minWidth": "150px"})
+    return html.Div(
+        [
+            html.Div(label, style={"fontSize": "12px", "color": "#666"}),
+            html.Div(value, id=id, style={"fontSize": "22px"}),
+        ],
+        style={"padding": "8px 14px", "border": "1px solid #ddd", "borderRadius": "6px", "minWidth": "150px"},
+    )
+
 
 def _table(df: pd.DataFrame, id: str) -> dash_table.DataTable:
     df = df.reset_index()
-    return dash_table.DataTable(id=id, data=df.round(3).astype(object).where(df.notna(), None).to_dict("records"),
-                                columns=[{"name": str(c), "id": str(c)} for c in df.columns], page_size=15,
-                                style_cell={"fontFamily": "sans-serif", "fontSize": "13px", "padding": "4px"},
-                                style_header={"fontWeight": "bold"})
+    return dash_table.DataTable(
+        id=id,
+        data=df.round(3).astype(object).where(df.notna(), None).to_dict("records"),
+        columns=[{"name": str(c), "id": str(c)} for c in df.columns],
+        page_size=15,
+        style_cell={"fontFamily": "sans-serif", "fontSize": "13px", "padding": "4px"},
+        style_header={"fontWeight": "bold"},
+    )
 
-def _pct(x) -> str: return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.1%}"
+
+def _pct(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.1%}"
+
 
 def production_page(df: pd.DataFrame) -> html.Div:
     "Filters (dates, queues, model version, period) and the production panels."
@@ -179,41 +305,100 @@ def production_page(df: pd.DataFrame) -> html.Div:
     lo, hi = (dates.min().date(), dates.max().date()) if len(dates) else (date.today(), date.today())
     queues = sorted(set(df["queue"].dropna()) | set(df["true_queue"].dropna()))
     versions = sorted(df["model_version"].dropna().astype(str).unique())
-    return html.Div([
-        html.Div([dcc.DatePickerRange(id="dates", start_date=lo, end_date=hi, display_format="YYYY-MM-DD"),
-                  dcc.Dropdown(id="queues", options=queues, multi=True, placeholder="all queues", style={"minWidth": "260px"}),
-                  dcc.Dropdown(id="version", options=versions, placeholder="all model versions", style={"minWidth": "180px"}),
-                  dcc.RadioItems(id="freq", options=[{"label": "minute", "value": "min"}, {"label": "hour", "value": "h"},
-                                                     {"label": "day", "value": "D"}, {"label": "week", "value": "W"}],
-                                 value=default_freq(df), inline=True)],
-                 style={"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"}),
-        html.Div(id="log-status", style={"color": "#a33", "margin": "6px 0"}),
-        html.Div([_card("mails", "–", "card-mails"), _card("accuracy on feedback", "–", "card-accuracy"),
-                  _card("estimated accuracy", "–", "card-estimate"), _card("auto-routed accuracy", "–", "card-auto"),
-                  _card("manual review", "–", "card-review"), _card("feedback coverage", "–", "card-coverage")],
-                 style={"display": "flex", "gap": "10px", "margin": "10px 0", "flexWrap": "wrap"}),
-        dcc.Graph(id="fig-performance"), dcc.Graph(id="fig-volume"),
-        html.Div([dcc.Graph(id="fig-confusion", style={"flex": "1"}), html.Div(id="queue-table", style={"flex": "1"})],
-                 style={"display": "flex", "gap": "10px", "flexWrap": "wrap"}),
-        html.H4("Drift: the last day against everything before it (a younger log: its second half against its first)"),
-        html.Div(id="drift-table"), dcc.Graph(id="fig-confidence")])
+    return html.Div(
+        [
+            html.Div(
+                [
+                    dcc.DatePickerRange(id="dates", start_date=lo, end_date=hi, display_format="YYYY-MM-DD"),
+                    dcc.Dropdown(
+                        id="queues", options=queues, multi=True, placeholder="all queues", style={"minWidth": "260px"}
+                    ),
+                    dcc.Dropdown(
+                        id="version", options=versions, placeholder="all model versions", style={"minWidth": "180px"}
+                    ),
+                    dcc.RadioItems(
+                        id="freq",
+                        options=[
+                            {"label": "minute", "value": "min"},
+                            {"label": "hour", "value": "h"},
+                            {"label": "day", "value": "D"},
+                            {"label": "week", "value": "W"},
+                        ],
+                        value=default_freq(df),
+                        inline=True,
+                    ),
+                ],
+                style={"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"},
+            ),
+            html.Div(id="log-status", style={"color": "#a33", "margin": "6px 0"}),
+            html.Div(
+                [
+                    _card("mails", "–", "card-mails"),
+                    _card("accuracy on feedback", "–", "card-accuracy"),
+                    _card("estimated accuracy", "–", "card-estimate"),
+                    _card("auto-routed accuracy", "–", "card-auto"),
+                    _card("manual review", "–", "card-review"),
+                    _card("feedback coverage", "–", "card-coverage"),
+                ],
+                style={"display": "flex", "gap": "10px", "margin": "10px 0", "flexWrap": "wrap"},
+            ),
+            dcc.Graph(id="fig-performance"),
+            dcc.Graph(id="fig-volume"),
+            html.Div(
+                [dcc.Graph(id="fig-confusion", style={"flex": "1"}), html.Div(id="queue-table", style={"flex": "1"})],
+                style={"display": "flex", "gap": "10px", "flexWrap": "wrap"},
+            ),
+            html.H4(
+                "Drift: the last day against everything before it (a younger log: its second half against its first)"
+            ),
+            html.Div(id="drift-table"),
+            dcc.Graph(id="fig-confidence"),
+        ]
+    )
+
 
 def attribution_page() -> html.Div:
-    "The attribution checker: a logged mail (picker) or a pasted one, the Explain button and an optional contrast queue."
-    return html.Div([
-        html.P("Pick a logged mail (misrouted first) or paste one; the model's view of it is shown, cleaned and masked."),
-        dcc.Dropdown(id="pick", placeholder="a logged mail ...", style={"marginBottom": "8px"}),
-        dcc.Textarea(id="paste", placeholder="... or paste an e-mail here", style={"width": "100%", "height": "120px"}),
-        html.Div([html.Button("Explain", id="explain", n_clicks=0),
-                  dcc.Dropdown(id="versus", placeholder="rather than ... (optional contrast)", style={"minWidth": "260px"})],
-                 style={"display": "flex", "gap": "10px", "margin": "8px 0"}),
-        dcc.Loading(html.Div([html.Div(id="attr-error", style={"color": "#a33"}), html.Pre(id="cleaned", style={"whiteSpace": "pre-wrap"}),
-                              dcc.Graph(id="fig-topk"), html.Div(id="attr-view")]))])
+    """The attribution checker: a logged mail (picker) or a pasted one, the Explain button and an optional contrast
+    queue."""
+    return html.Div(
+        [
+            html.P(
+                "Pick a logged mail (misrouted first) or paste one; the model's view of it is shown, cleaned and "
+                "masked."
+            ),
+            dcc.Dropdown(id="pick", placeholder="a logged mail ...", style={"marginBottom": "8px"}),
+            dcc.Textarea(
+                id="paste", placeholder="... or paste an e-mail here", style={"width": "100%", "height": "120px"}
+            ),
+            html.Div(
+                [
+                    html.Button("Explain", id="explain", n_clicks=0),
+                    dcc.Dropdown(
+                        id="versus", placeholder="rather than ... (optional contrast)", style={"minWidth": "260px"}
+                    ),
+                ],
+                style={"display": "flex", "gap": "10px", "margin": "8px 0"},
+            ),
+            dcc.Loading(
+                html.Div(
+                    [
+                        html.Div(id="attr-error", style={"color": "#a33"}),
+                        html.Pre(id="cleaned", style={"whiteSpace": "pre-wrap"}),
+                        dcc.Graph(id="fig-topk"),
+                        html.Div(id="attr-view"),
+                    ]
+                )
+            ),
+        ]
+    )
+
 
 def models_page(settings: Settings) -> html.Div:
     "Registered versions, aliases and scores; the serving model's thresholds."
     from mlflow import MlflowClient
+
     from emailrouter.registry import configure_mlflow
+
     rows, note = [], ""
     try:
         configure_mlflow(settings)
@@ -221,58 +406,94 @@ def models_page(settings: Settings) -> html.Div:
         for v in client.search_model_versions(f"name = '{settings.model_name}'"):
             run = client.get_run(v.run_id) if v.run_id else None
             m = run.data.metrics if run else {}
-            rows.append({"version": int(v.version), "aliases": ", ".join(v.aliases), "created": pd.Timestamp(v.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
-                         "test accuracy": m.get("test_accuracy"), "test macro-F1": m.get("test_macro_f1"),
-                         "baseline test accuracy": m.get("baseline_test_accuracy"), "run": v.run_id})
-    except Exception as e: note = f"the MLflow registry could not be read ({type(e).__name__})"
+            rows.append(
+                {
+                    "version": int(v.version),
+                    "aliases": ", ".join(v.aliases),
+                    "created": pd.Timestamp(v.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
+                    "test accuracy": m.get("test_accuracy"),
+                    "test macro-F1": m.get("test_macro_f1"),
+                    "baseline test accuracy": m.get("baseline_test_accuracy"),
+                    "run": v.run_id,
+                }
+            )
+    except Exception as e:
+        note = f"the MLflow registry could not be read ({type(e).__name__})"
     versions = pd.DataFrame(rows).sort_values("version", ascending=False) if rows else pd.DataFrame(columns=["version"])
-    return html.Div([html.H4(f"Registered versions of {settings.model_name}"), html.Div(note, style={"color": "#a33"}),
-                     _table(versions.set_index("version"), "versions-table"),
-                     html.H4("Shadow challenger against the champion, on the same mail"),
-                     html.P("Accuracy on mails with agents' feedback, the difference with its 95% paired bootstrap interval, and how often "
-                            "the two agree; `emailrouter promote --on-feedback` acts on this table."),
-                     html.Div(id="shadow-table"),
-                     html.H4("Routing thresholds of the model the dashboard explains with"), html.Div(id="thresholds")])
+    return html.Div(
+        [
+            html.H4(f"Registered versions of {settings.model_name}"),
+            html.Div(note, style={"color": "#a33"}),
+            _table(versions.set_index("version"), "versions-table"),
+            html.H4("Shadow challenger against the champion, on the same mail"),
+            html.P(
+                "Accuracy on mails with agents' feedback, the difference with its 95% paired bootstrap interval, "
+                "and how often "
+                "the two agree; `emailrouter promote --on-feedback` acts on this table."
+            ),
+            html.Div(id="shadow-table"),
+            html.H4("Routing thresholds of the model the dashboard explains with"),
+            html.Div(id="thresholds"),
+        ]
+    )
+
 
 def _session_key(s: Settings) -> str:
     "The key that signs the session cookie: EMAILROUTER_DASHBOARD_SECRET_KEY, else a random one for this start only."
-    if s.dashboard_secret_key: return s.dashboard_secret_key.get_secret_value()
-    log.info("EMAILROUTER_DASHBOARD_SECRET_KEY is not set: sessions are signed with a random key drawn at this start, "
-             "so they do not survive a restart; set it when running several replicas")
+    if s.dashboard_secret_key:
+        return s.dashboard_secret_key.get_secret_value()
+    log.info(
+        "EMAILROUTER_DASHBOARD_SECRET_KEY is not set: sessions are signed with a random key drawn at this start, "
+        "so they do not survive a restart; set it when running several replicas"
+    )
     return secrets.token_urlsafe(32)
+
 
 def _login(app: Dash, username: str, password: str):
     """dash-auth's basic login, with the password compared in constant time, a malformed `Authorization` header
     answered like a missing one (401), and a callback request that is not one answered 400: dash-auth reads its body
     before it checks the login, and a 500 for anyone's junk would fill the log with tracebacks."""
-    import binascii, hmac
+    import binascii
+    import hmac
+
     import dash_auth
     import flask
 
-    @app.server.before_request          # registered first, so it runs before dash-auth's own check
+    @app.server.before_request  # registered first, so it runs before dash-auth's own check
     def _callback_shape():
         if flask.request.path == "/_dash-update-component" and flask.request.method == "POST":
             body = flask.request.get_json(silent=True)
-            if not (isinstance(body, dict) and isinstance(body.get("output"), str) and isinstance(body.get("inputs"), list)
-                    and all(isinstance(x, dict) for x in body["inputs"])):
+            if not (
+                isinstance(body, dict)
+                and isinstance(body.get("output"), str)
+                and isinstance(body.get("inputs"), list)
+                and all(isinstance(x, dict) for x in body["inputs"])
+            ):
                 return flask.jsonify(error="not a Dash callback request"), 400
 
     class Login(dash_auth.BasicAuth):
         def is_authorized(self):
-            try: return super().is_authorized()
-            except (IndexError, ValueError, binascii.Error): return False   # not "Basic <base64 of user:password>"
+            try:
+                return super().is_authorized()
+            except (IndexError, ValueError, binascii.Error):
+                return False  # not "Basic <base64 of user:password>"
 
     def check(user: str, given: str) -> bool:
-        return hmac.compare_digest(user.encode(), username.encode()) & hmac.compare_digest(given.encode(), password.encode())
+        return hmac.compare_digest(user.encode(), username.encode()) & hmac.compare_digest(
+            given.encode(), password.encode()
+        )
+
     Login(app, auth_func=check)
+
 
 def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
     "The dashboard app for `settings`; `explainer` (an `Explainer`) replaces the one loaded from EMAILROUTER_MODEL_URI."
     s = settings or load_settings()
     cache = LogCache(s.log_url, s.dashboard_refresh_seconds)
     app = Dash(__name__, title="emailrouter", suppress_callback_exceptions=True, serve_locally=True)
-    app.server.secret_key = _session_key(s)          # the login keeps its user in a signed session cookie
-    if s.dashboard_username and s.dashboard_password: _login(app, s.dashboard_username, s.dashboard_password.get_secret_value())
+    app.server.secret_key = _session_key(s)  # the login keeps its user in a signed session cookie
+    if s.dashboard_username and s.dashboard_password:
+        _login(app, s.dashboard_username, s.dashboard_password.get_secret_value())
     holder = {"explainer": explainer}
     lock = threading.Lock()
 
@@ -281,110 +502,216 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
             if holder["explainer"] is None:
                 from emailrouter.explain import Explainer
                 from emailrouter.registry import load_model
+
                 holder["explainer"] = Explainer(load_model(s.model_uri, s).router)
             return holder["explainer"]
 
     df0 = cache.get()
-    app.layout = html.Div([
-        html.H2("emailrouter"),
-        dcc.Tabs(id="tabs", value="production", children=[
-            dcc.Tab(label="Production", value="production", children=production_page(df0)),
-            dcc.Tab(label="Attribution checker", value="attributions", children=attribution_page()),
-            dcc.Tab(label="Models", value="models", children=models_page(s))])],
-        style={"fontFamily": "sans-serif", "maxWidth": "1200px", "margin": "0 auto", "padding": "10px"})
+    app.layout = html.Div(
+        [
+            html.H2("emailrouter"),
+            dcc.Tabs(
+                id="tabs",
+                value="production",
+                children=[
+                    dcc.Tab(label="Production", value="production", children=production_page(df0)),
+                    dcc.Tab(label="Attribution checker", value="attributions", children=attribution_page()),
+                    dcc.Tab(label="Models", value="models", children=models_page(s)),
+                ],
+            ),
+        ],
+        style={"fontFamily": "sans-serif", "maxWidth": "1200px", "margin": "0 auto", "padding": "10px"},
+    )
 
-    @app.callback([Output("card-mails", "children"), Output("card-accuracy", "children"), Output("card-estimate", "children"),
-                   Output("card-auto", "children"), Output("card-review", "children"), Output("card-coverage", "children"),
-                   Output("fig-performance", "figure"), Output("fig-volume", "figure"), Output("fig-confusion", "figure"),
-                   Output("queue-table", "children"), Output("log-status", "children")],
-                  [Input("dates", "start_date"), Input("dates", "end_date"), Input("queues", "value"), Input("version", "value"),
-                   Input("freq", "value")])
+    @app.callback(
+        [
+            Output("card-mails", "children"),
+            Output("card-accuracy", "children"),
+            Output("card-estimate", "children"),
+            Output("card-auto", "children"),
+            Output("card-review", "children"),
+            Output("card-coverage", "children"),
+            Output("fig-performance", "figure"),
+            Output("fig-volume", "figure"),
+            Output("fig-confusion", "figure"),
+            Output("queue-table", "children"),
+            Output("log-status", "children"),
+        ],
+        [
+            Input("dates", "start_date"),
+            Input("dates", "end_date"),
+            Input("queues", "value"),
+            Input("version", "value"),
+            Input("freq", "value"),
+        ],
+    )
     def production(start, end, queues, version, freq):
         df = filtered(cache.get(), start, end, queues, version)
         scores = period_scores(df, freq or "D")
         fb = df[df["true_queue"].notna()]
         est = estimate_accuracy(df, n_boot=200)
         auto = fb[fb["route"] == fb["queue"]]
-        return (f"{len(df):,}", _pct((fb["queue"] == fb["true_queue"]).mean() if len(fb) else None),
-                f"{_pct(est['estimate'])} [{_pct(est['low'])}, {_pct(est['high'])}]",
-                _pct((auto["queue"] == auto["true_queue"]).mean() if len(auto) else None),
-                _pct((df["route"] != df["queue"]).mean() if len(df) else None), _pct(len(fb) / len(df) if len(df) else None),
-                performance_figure(scores, freq or "D"), volume_figure(df, freq or "D"), confusion_figure(df),
-                _table(queue_scores(df), "per-queue"), cache.error or "")
+        return (
+            f"{len(df):,}",
+            _pct((fb["queue"] == fb["true_queue"]).mean() if len(fb) else None),
+            f"{_pct(est['estimate'])} [{_pct(est['low'])}, {_pct(est['high'])}]",
+            _pct((auto["queue"] == auto["true_queue"]).mean() if len(auto) else None),
+            _pct((df["route"] != df["queue"]).mean() if len(df) else None),
+            _pct(len(fb) / len(df) if len(df) else None),
+            performance_figure(scores, freq or "D"),
+            volume_figure(df, freq or "D"),
+            confusion_figure(df),
+            _table(queue_scores(df), "per-queue"),
+            cache.error or "",
+        )
 
     drift_cache: dict = {}
 
-    @app.callback([Output("drift-table", "children"), Output("fig-confidence", "figure")], Input("log-status", "children"),
-                  [State("dates", "start_date"), State("dates", "end_date"), State("queues", "value"), State("version", "value")])
+    @app.callback(
+        [Output("drift-table", "children"), Output("fig-confidence", "figure")],
+        Input("log-status", "children"),
+        [State("dates", "start_date"), State("dates", "end_date"), State("queues", "value"), State("version", "value")],
+    )
     def drift(_, start, end, queues, version):
-        "Runs after the other panels (it waits for their status line): the text check takes longest and must not slow them."
+        """Runs after the other panels (it waits for their status line): the text check takes longest and must not
+        slow them."""
         frame = cache.get()
         key = (start, end, tuple(queues or ()), version, id(frame))
         if key not in drift_cache:
             ref, cur = windows(filtered(frame, start, end, queues, version), current=timedelta(days=1))
             from emailrouter.registry import training_queue_shares
-            rep = drift_report(ref, cur, s.drift_psi_alert, s.drift_ks_alert, s.drift_auc_alert, text_sample=s.dashboard_drift_sample,
-                               training_shares=training_queue_shares(s))
-            if len(drift_cache) >= 16: drift_cache.pop(next(iter(drift_cache)))      # the 16 latest views
+
+            rep = drift_report(
+                ref,
+                cur,
+                s.drift_psi_alert,
+                s.drift_ks_alert,
+                s.drift_auc_alert,
+                text_sample=s.dashboard_drift_sample,
+                training_shares=training_queue_shares(s),
+            )
+            if len(drift_cache) >= 16:
+                drift_cache.pop(next(iter(drift_cache)))  # the 16 latest views
             drift_cache[key] = (_table(rep, "drift"), confidence_figure(ref, cur))
         return drift_cache[key]
 
     @app.callback(Output("pick", "options"), Input("tabs", "value"))
     def pick_options(tab):
         df = cache.get()
-        if tab != "attributions" or df.empty: return []
-        moved = df[df["true_queue"].notna() & (df["true_queue"] != df["queue"])].sort_values("created_at", ascending=False)
+        if tab != "attributions" or df.empty:
+            return []
+        moved = df[df["true_queue"].notna() & (df["true_queue"] != df["queue"])].sort_values(
+            "created_at", ascending=False
+        )
         rest = df.drop(moved.index).sort_values("score")
         out = []
         for _, r in pd.concat([moved.head(100), rest.head(100)]).iterrows():
-            if not isinstance(r["text"], str): continue
-            where = f"{r['queue']} -> {r['true_queue']}" if isinstance(r["true_queue"], str) and r["true_queue"] != r["queue"] else f"{r['queue']} ({r['score']:.2f})"
+            if not isinstance(r["text"], str):
+                continue
+            where = (
+                f"{r['queue']} -> {r['true_queue']}"
+                if isinstance(r["true_queue"], str) and r["true_queue"] != r["queue"]
+                else f"{r['queue']} ({r['score']:.2f})"
+            )
             out.append({"label": f"{r['created_at']:%m-%d %H:%M}  {where}  {r['text'][:70]}", "value": r["request_id"]})
         return out
 
-    @app.callback([Output("cleaned", "children"), Output("fig-topk", "figure"), Output("attr-view", "children"),
-                   Output("attr-error", "children"), Output("versus", "options"), Output("paste", "value")],
-                  Input("explain", "n_clicks"), [State("pick", "value"), State("paste", "value"), State("versus", "value")],
-                  prevent_initial_call=True)
+    @app.callback(
+        [
+            Output("cleaned", "children"),
+            Output("fig-topk", "figure"),
+            Output("attr-view", "children"),
+            Output("attr-error", "children"),
+            Output("versus", "options"),
+            Output("paste", "value"),
+        ],
+        Input("explain", "n_clicks"),
+        [State("pick", "value"), State("paste", "value"), State("versus", "value")],
+        prevent_initial_call=True,
+    )
     def explain(_, picked, pasted, versus):
-        if pasted and pasted.strip(): text = clean_email(None, pasted)
+        if pasted and pasted.strip():
+            text = clean_email(None, pasted)
         elif picked:
             rows = cache.get().loc[lambda d: d["request_id"] == picked, "text"]
             text = rows.iloc[0] if len(rows) and isinstance(rows.iloc[0], str) else ""
-        else: return no_update, no_update, no_update, "pick a logged mail or paste one", no_update, no_update
-        if not text.strip(): return "", go.Figure(), None, "nothing left to route once the mail is cleaned (or only its hash is logged)", no_update, ""
+        else:
+            return no_update, no_update, no_update, "pick a logged mail or paste one", no_update, no_update
+        if not text.strip():
+            return (
+                "",
+                go.Figure(),
+                None,
+                "nothing left to route once the mail is cleaned (or only its hash is logged)",
+                no_update,
+                "",
+            )
         try:
             ex = get_explainer()
             labels = ex.router.labels
             e = ex.explain([text], versus=versus if versus in labels else None)[0]
         except Exception as err:
             log.warning("attribution failed: %s", type(err).__name__)
-            return text, go.Figure(), None, f"the model could not be loaded or run ({type(err).__name__}): check EMAILROUTER_MODEL_URI", no_update, ""
+            return (
+                text,
+                go.Figure(),
+                None,
+                f"the model could not be loaded or run ({type(err).__name__}): check EMAILROUTER_MODEL_URI",
+                no_update,
+                "",
+            )
         probs = ex.router.predict_proba([text])[0]
         order = np.argsort(-probs)[:5]
-        fig = go.Figure(go.Bar(x=[float(probs[i]) for i in order][::-1], y=[labels[i] for i in order][::-1], orientation="h",
-                               text=[f"{probs[i]:.2f}" for i in order][::-1]))
-        fig.update_layout(title="Top queues (calibrated scores)", xaxis=dict(range=[0, 1]), **{**_LAYOUT, "height": 260})
-        return text, fig, attribution_view(e), "", [q for q in labels if q != e.predicted], ""   # the pasted original is cleared: only the masked text stays
+        fig = go.Figure(
+            go.Bar(
+                x=[float(probs[i]) for i in order][::-1],
+                y=[labels[i] for i in order][::-1],
+                orientation="h",
+                text=[f"{probs[i]:.2f}" for i in order][::-1],
+            )
+        )
+        fig.update_layout(
+            title="Top queues (calibrated scores)", xaxis=dict(range=[0, 1]), **{**_LAYOUT, "height": 260}
+        )
+        return (
+            text,
+            fig,
+            attribution_view(e),
+            "",
+            [q for q in labels if q != e.predicted],
+            "",
+        )  # the pasted original is cleared: only the masked text stays
 
     @app.callback(Output("shadow-table", "children"), Input("tabs", "value"))
     def shadow(tab):
-        if tab != "models": return no_update
+        if tab != "models":
+            return no_update
         from emailrouter.monitor import shadow_comparison
         from emailrouter.predlog import read_shadow
+
         try:
             engine = log_engine(s.log_url)
-            try: table = shadow_comparison(cache.get(), read_shadow(engine))
-            finally: engine.dispose()
-        except Exception as err: return f"no shadow answers to compare ({type(err).__name__})"
-        if table.empty: return "no shadow answers yet: a @challenger other than the serving model is scored in the shadow when the server starts"
+            try:
+                table = shadow_comparison(cache.get(), read_shadow(engine))
+            finally:
+                engine.dispose()
+        except Exception as err:
+            return f"no shadow answers to compare ({type(err).__name__})"
+        if table.empty:
+            return (
+                "no shadow answers yet: a @challenger other than the serving model is scored in the shadow when "
+                "the server starts"
+            )
         return _table(table, "shadow-comparison")
 
     @app.callback(Output("thresholds", "children"), Input("tabs", "value"))
     def thresholds(tab):
-        if tab != "models": return no_update
-        try: r = get_explainer().router
-        except Exception as err: return f"no model to show ({type(err).__name__})"
+        if tab != "models":
+            return no_update
+        try:
+            r = get_explainer().router
+        except Exception as err:
+            return f"no model to show ({type(err).__name__})"
         th = pd.DataFrame({"threshold": {q: r.threshold(q) for q in r.labels}})
         th.index.name = "queue"
         return _table(th, "thresholds-table")
@@ -402,21 +729,35 @@ def serve_dashboard(app: Dash, host: str = "127.0.0.1", port: int = 8050, thread
 
     class Logs(Logger):
         "gunicorn's lines as log records of this module's logger: its handlers, format and level."
+
         def setup(self, cfg):
             self.cfg = cfg
             self.error_log = logging.getLogger(f"{__name__}.server")
             self.access_log = logging.getLogger(f"{__name__}.access")
 
-    options = {"bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}", "workers": 1, "worker_class": "gthread",
-               "threads": threads, "graceful_timeout": 20, "preload_app": True, "proc_name": "emailrouter-dashboard",
-               "logger_class": Logs, "accesslog": "-", "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'}
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": threads,
+        "graceful_timeout": 20,
+        "preload_app": True,
+        "proc_name": "emailrouter-dashboard",
+        "logger_class": Logs,
+        "accesslog": "-",
+        "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+    }
     # ("accesslog" only turns the access log on: Logs sends it to logging.) gunicorn >= 25.1 opens a control socket in
     # $HOME, read-only in the image and one path for every server of a user: off.
-    if "control_socket_disable" in Config().settings: options["control_socket_disable"] = True
+    if "control_socket_disable" in Config().settings:
+        options["control_socket_disable"] = True
 
     class Server(BaseApplication):
         def load_config(self):
-            for k, v in options.items(): self.cfg.set(k, v)
-        def load(self): return app.server
+            for k, v in options.items():
+                self.cfg.set(k, v)
+
+        def load(self):
+            return app.server
 
     Server().run()

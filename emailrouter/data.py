@@ -12,12 +12,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .core import ENV_PREFIX, LabelMaps, Settings, load_settings, redact_url
 from .text import clean_email, to_text
+
+if TYPE_CHECKING:
+    import datasets  # for annotations only: the datasets library is imported where splits are made
 
 log = logging.getLogger("emailrouter.data")
 
@@ -32,20 +36,29 @@ class DataError(ValueError):
 # %% ../nbs/03_data.ipynb #e8f0ffee
 _TABLE_NAME = re.compile(r"^[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?$")
 
+
 def _read_sql(url: str, query: str | None, password=None) -> pd.DataFrame:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
+
     if not query:
-        raise DataError(f"the SQL source {redact_url(url)} needs a table name or SELECT statement "
-                        "(argument `query`, setting EMAILROUTER_DATA_QUERY)")
-    try: u = make_url(url)
-    except Exception: raise DataError(f"not a valid SQLAlchemy URL: {redact_url(url)}") from None
-    if password is not None and u.password is None: u = u.set(password=password.get_secret_value())
+        raise DataError(
+            f"the SQL source {redact_url(url)} needs a table name or SELECT statement "
+            "(argument `query`, setting EMAILROUTER_DATA_QUERY)"
+        )
+    try:
+        u = make_url(url)
+    except Exception:
+        raise DataError(f"not a valid SQLAlchemy URL: {redact_url(url)}") from None
+    if password is not None and u.password is None:
+        u = u.set(password=password.get_secret_value())
     secret = u.password
     shown = u.render_as_string(hide_password=True)
+
     def scrub(msg: str) -> str:
         msg = str(msg).split("\n(Background on this error")[0].strip()
         return msg.replace(str(secret), "***") if secret else msg
+
     try:
         engine = sa.create_engine(u)
     except Exception as e:  # unknown dialect, missing driver
@@ -66,33 +79,56 @@ def _read_sql(url: str, query: str | None, password=None) -> pd.DataFrame:
     finally:
         engine.dispose()
 
-_ENCODINGS = ["cp1252", "latin_1", "iso8859_15", "cp850", "mac_roman", "utf_16"]  # what Danish exports come in, besides UTF-8
+
+_ENCODINGS = [
+    "cp1252",
+    "latin_1",
+    "iso8859_15",
+    "cp850",
+    "mac_roman",
+    "utf_16",
+]  # what Danish exports come in, besides UTF-8
+
 
 def decode_file(path: Path, encoding: str | None = None) -> tuple[str, str]:
-    "(text, encoding) of a text file: in `encoding` if given, else UTF-8 if it mostly is, else the detected encoding; `DataError` if none fits."
+    """(text, encoding) of a text file: in `encoding` if given, else UTF-8 if it mostly is, else the detected
+    encoding; `DataError` if none fits."""
     data = path.read_bytes()
     if encoding:
-        try: return data.decode(encoding), encoding
-        except LookupError: raise DataError(f"unknown encoding {encoding!r} (EMAILROUTER_ENCODING)") from None
+        try:
+            return data.decode(encoding), encoding
+        except LookupError:
+            raise DataError(f"unknown encoding {encoding!r} (EMAILROUTER_ENCODING)") from None
         except UnicodeDecodeError as e:
-            raise DataError(f"{path.name} is not {encoding}: byte 0x{data[e.start]:02x} at offset {e.start} does not decode; "
-                            "check EMAILROUTER_ENCODING") from None
-    try: return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError as e: first_bad = e.start
+            raise DataError(
+                f"{path.name} is not {encoding}: byte 0x{data[e.start]:02x} at offset {e.start} does not decode; "
+                "check EMAILROUTER_ENCODING"
+            ) from None
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as e:
+        first_bad = e.start
     text = data.decode("utf-8-sig", errors="replace")
     bad, good = text.count("\ufffd"), sum(ord(c) > 127 for c in text) - text.count("\ufffd")
     if good and bad <= good:  # UTF-8 with a few rows from another system: keep UTF-8; validation drops those rows
         return text, "utf-8"
     from charset_normalizer import from_bytes
+
     best = from_bytes(data[:500_000], cp_isolation=_ENCODINGS).best()
     where = f"byte 0x{data[first_bad]:02x} at offset {first_bad}"
     if best is None or best.chaos > 0.3:
-        raise DataError(f"{path.name} is not UTF-8 ({where}) and its encoding could not be told; "
-                        "set EMAILROUTER_ENCODING, e.g. cp1252 for files saved by Excel on Windows")
-    try: return data.decode(best.encoding), best.encoding
+        raise DataError(
+            f"{path.name} is not UTF-8 ({where}) and its encoding could not be told; "
+            "set EMAILROUTER_ENCODING, e.g. cp1252 for files saved by Excel on Windows"
+        )
+    try:
+        return data.decode(best.encoding), best.encoding
     except UnicodeDecodeError:
-        raise DataError(f"{path.name} is not UTF-8 ({where}); it looks like {best.encoding}, but does not decode as that either; "
-                        "set EMAILROUTER_ENCODING") from None
+        raise DataError(
+            f"{path.name} is not UTF-8 ({where}); it looks like {best.encoding}, but does not decode as that either; "
+            "set EMAILROUTER_ENCODING"
+        ) from None
+
 
 def _separator(text: str, default: str) -> str:
     "The field separator of delimited text: the candidate seen most often in the header line."
@@ -101,27 +137,37 @@ def _separator(text: str, default: str) -> str:
     best = max(counts, key=counts.get)
     return best if counts[best] else default
 
+
 def _read_delimited(path: Path, settings: Settings, notes: list[str]) -> pd.DataFrame:
     import io
+
     text, enc = decode_file(path, settings.encoding)
     if enc != "utf-8" and not settings.encoding:
         notes.append(f"{path.name} is not UTF-8; read as {enc} (detected; set EMAILROUTER_ENCODING to choose)")
         log.warning("%s is not UTF-8; read as %s (detected)", path.name, enc)
     sep = settings.csv_separator or _separator(text, "\t" if path.suffix.lower() == ".tsv" else ",")
-    try: df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.ParserError as e:
-        raise DataError(f"could not parse {path.name} with separator {sep!r}: {str(e).strip().splitlines()[-1]}; "
-                        "set EMAILROUTER_CSV_SEPARATOR if the separator is another") from None
+        raise DataError(
+            f"could not parse {path.name} with separator {sep!r}: {str(e).strip().splitlines()[-1]}; "
+            "set EMAILROUTER_CSV_SEPARATOR if the separator is another"
+        ) from None
     if len(df.columns) == 1 and not settings.csv_separator:
         notes.append(f"{path.name} has a single column {df.columns[0]!r}: is the separator one of ; , tab | ?")
     return df
 
+
 def _repair_text(obj):
     "Parsed JSON with every string (keys too) made valid Unicode by `to_text`."
-    if isinstance(obj, str): return to_text(obj)
-    if isinstance(obj, list): return [_repair_text(x) for x in obj]
-    if isinstance(obj, dict): return {to_text(k): _repair_text(v) for k, v in obj.items()}
+    if isinstance(obj, str):
+        return to_text(obj)
+    if isinstance(obj, list):
+        return [_repair_text(x) for x in obj]
+    if isinstance(obj, dict):
+        return {to_text(k): _repair_text(v) for k, v in obj.items()}
     return obj
+
 
 def read_source(source: str, query: str | None = None, settings: Settings | None = None) -> pd.DataFrame:
     "Raw rows of `source` (file, SQL URL, `demo[:n]` or `hf:name[:split]`) as a DataFrame."
@@ -129,20 +175,27 @@ def read_source(source: str, query: str | None = None, settings: Settings | None
     source = str(source).strip()
     if source == "demo" or source.startswith("demo:"):
         from emailrouter.demo import make_demo_corpus
+
         n = source.partition(":")[2] or "5000"
-        if not n.isdigit(): raise DataError(f"demo size must be a whole number, got {n!r}")
+        if not n.isdigit():
+            raise DataError(f"demo size must be a whole number, got {n!r}")
         return make_demo_corpus(int(n), seed=settings.seed)
     if source.startswith("hf:"):
         import datasets
+
         name, _, split = source[3:].partition(":")
-        try: ds = datasets.load_dataset(name, split=split or None)
-        except Exception as e: raise DataError(f"could not load Hugging Face dataset {name!r}: {e}") from None
-        if isinstance(ds, datasets.DatasetDict): ds = datasets.concatenate_datasets(list(ds.values()))
+        try:
+            ds = datasets.load_dataset(name, split=split or None)
+        except Exception as e:
+            raise DataError(f"could not load Hugging Face dataset {name!r}: {e}") from None
+        if isinstance(ds, datasets.DatasetDict):
+            ds = datasets.concatenate_datasets(list(ds.values()))
         return ds.to_pandas()
     if "://" in source:
         return _read_sql(source, query or settings.data_query, settings.db_password)
     path = Path(source).expanduser()
-    if not path.exists(): raise DataError(f"no such file: {path}")
+    if not path.exists():
+        raise DataError(f"no such file: {path}")
     suffix = path.suffix.lower()
     notes: list[str] = []
     try:
@@ -152,31 +205,42 @@ def read_source(source: str, query: str | None = None, settings: Settings | None
             return df
         if suffix in (".xlsx", ".xlsm"):
             return pd.read_excel(path, sheet_name=settings.excel_sheet or 0, dtype=object, engine="openpyxl")
-        if suffix.startswith(".parquet"): return pd.read_parquet(path)
+        if suffix.startswith(".parquet"):
+            return pd.read_parquet(path)
         if suffix.startswith((".jsonl", ".ndjson", ".json")):
-            # The standard library's parser, not pandas': pandas drops a lone surrogate escape ("\ud800") without a word.
-            # Such text (no UTF-8 can hold it) becomes U+FFFD, which validation reports and drops, like undecodable bytes.
+            # The standard library's parser, not pandas': pandas drops a lone surrogate escape ("\ud800") without a
+            # word.
+            # Such text (no UTF-8 can hold it) becomes U+FFFD, which validation reports and drops, like undecodable
+            # bytes.
             raw = path.read_bytes().decode("utf-8", errors="replace")
             if suffix.startswith((".jsonl", ".ndjson")):
                 records = []
                 for i, line in enumerate(raw.splitlines(), 1):
-                    if not line.strip(): continue
-                    try: records.append(_repair_text(json.loads(line)))
-                    except json.JSONDecodeError as e: raise DataError(f"could not parse {path.name} as jsonl: line {i}: {e}") from None
+                    if not line.strip():
+                        continue
+                    try:
+                        records.append(_repair_text(json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"could not parse {path.name} as jsonl: line {i}: {e}") from None
                 return pd.DataFrame.from_records(records)
             obj = _repair_text(json.loads(raw))
             return pd.DataFrame.from_records(obj) if isinstance(obj, list) else pd.DataFrame(obj)
-    except DataError: raise
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"could not parse {path.name} as {suffix.lstrip('.')}: {e}") from None
-    raise DataError(f"unsupported file type {path.suffix!r} for {path.name} (use .csv, .tsv, .xlsx, .parquet, .jsonl or .json)")
+    raise DataError(
+        f"unsupported file type {path.suffix!r} for {path.name} (use .csv, .tsv, .xlsx, .parquet, .jsonl or .json)"
+    )
 
 # %% ../nbs/03_data.ipynb #a26bdf4a
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
 _NUMERIC = re.compile(r"^(\d{1,2})([-./])(\d{1,2})\2(\d{4}|\d{2})(?:[ T,]+(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?)?$")
 
-def parse_timestamps(values: pd.Series, date_format: str | None = None, dayfirst: bool | None = None,
-                     column: str = "timestamp") -> tuple[pd.Series, str | None]:
+
+def parse_timestamps(
+    values: pd.Series, date_format: str | None = None, dayfirst: bool | None = None, column: str = "timestamp"
+) -> tuple[pd.Series, str | None]:
     "(naive datetimes, a note for the report or None); `DataError` when the column mixes formats."
     if pd.api.types.is_datetime64_any_dtype(values):
         v = values.dt.tz_convert(None) if getattr(values.dt, "tz", None) is not None else values
@@ -190,8 +254,10 @@ def parse_timestamps(values: pd.Series, date_format: str | None = None, dayfirst
     n_iso, n_num = int(iso.sum()), int(is_num.sum())
     example = lambda mask: ", ".join(repr(x) for x in text[mask].head(2))
     if n_iso and n_num:
-        raise DataError(f"column {column!r} mixes date formats: {n_iso} like {example(iso)} and {n_num} like {example(is_num)}; "
-                        "fix the export or set EMAILROUTER_DATE_FORMAT for one of them")
+        raise DataError(
+            f"column {column!r} mixes date formats: {n_iso} like {example(iso)} and {n_num} like {example(is_num)}; "
+            "fix the export or set EMAILROUTER_DATE_FORMAT for one of them"
+        )
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     note = None
     if n_num:
@@ -199,22 +265,37 @@ def parse_timestamps(values: pd.Series, date_format: str | None = None, dayfirst
         day_evidence, month_evidence = bool((a > 12).any()), bool((b > 12).any())
         if dayfirst is None:
             if day_evidence and month_evidence:
-                raise DataError(f"column {column!r} mixes day-first and month-first dates (e.g. {example(is_num & (a > 12))} and "
-                                f"{example(is_num & (b > 12))}); set EMAILROUTER_DATE_FORMAT")
+                raise DataError(
+                    f"column {column!r} mixes day-first and month-first dates (e.g. {example(is_num & (a > 12))} and "
+                    f"{example(is_num & (b > 12))}); set EMAILROUTER_DATE_FORMAT"
+                )
             dayfirst = not month_evidence
             if not day_evidence and not month_evidence:
-                note = f"dates in {column!r} such as {example(is_num)} could be day or month first; read day first (set EMAILROUTER_DAYFIRST)"
+                note = (
+                    f"dates in {column!r} such as {example(is_num)} could be day or month first; read day first "
+                    "(set EMAILROUTER_DAYFIRST)"
+                )
         year = num[3].astype(float)
-        parts = pd.DataFrame({"year": year.where(year >= 100, year + 2000 - 100 * (year >= 70)),
-                              "month": b if dayfirst else a, "day": a if dayfirst else b,
-                              "hour": num[4].astype(float).fillna(0), "minute": num[5].astype(float).fillna(0),
-                              "second": num[6].astype(float).fillna(0)})[is_num]
+        parts = pd.DataFrame(
+            {
+                "year": year.where(year >= 100, year + 2000 - 100 * (year >= 70)),
+                "month": b if dayfirst else a,
+                "day": a if dayfirst else b,
+                "hour": num[4].astype(float).fillna(0),
+                "minute": num[5].astype(float).fillna(0),
+                "second": num[6].astype(float).fillna(0),
+            }
+        )[is_num]
         out[is_num] = pd.to_datetime(parts, errors="coerce")
-    if n_iso: out[iso] = pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True).dt.tz_convert(None)
-    if native.any(): out[native] = pd.to_datetime(values[native], errors="coerce")
+    if n_iso:
+        out[iso] = pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True).dt.tz_convert(None)
+    if native.any():
+        out[native] = pd.to_datetime(values[native], errors="coerce")
     rest = ~(iso | is_num | native) & (text != "")
     if rest.any():  # dates in words ("4. marts 2025", "March 4, 2025") or junk: whatever a lenient parser makes of them
-        out[rest] = pd.to_datetime(text[rest], format="mixed", dayfirst=bool(dayfirst) if dayfirst is not None else True, errors="coerce")
+        out[rest] = pd.to_datetime(
+            text[rest], format="mixed", dayfirst=bool(dayfirst) if dayfirst is not None else True, errors="coerce"
+        )
     return out, note
 
 # %% ../nbs/03_data.ipynb #2aa00c35
@@ -223,25 +304,33 @@ _SYNONYMS = {
     "subject_column": ["subject", "emne", "overskrift", "title"],
     "label_column": ["queue", "kø", "label", "category", "kategori", "team", "afdeling"],
     "timestamp_column": ["received_at", "modtaget", "dato", "date", "timestamp", "tidspunkt", "created_at", "sent"],
-    "id_column": ["id", "mail_id", "message_id", "mailid"]}
+    "id_column": ["id", "mail_id", "message_id", "mailid"],
+}
+
 
 def resolve_columns(df: pd.DataFrame, settings: Settings) -> tuple[dict[str, str | None], list[str]]:
     "({setting: column in df or None}, notes): the configured names, or a common name where a default one is missing."
     cols, notes = {}, []
     lower = {str(c).strip().lower(): c for c in df.columns}
-    for field, names in _SYNONYMS.items():
-        want = getattr(settings, field)
-        if want in df.columns or field in settings.model_fields_set: cols[field] = want if want in df.columns else None; continue
+    for setting, names in _SYNONYMS.items():
+        want = getattr(settings, setting)
+        if want in df.columns or setting in settings.model_fields_set:
+            cols[setting] = want if want in df.columns else None
+            continue
         found = [lower[n] for n in names if n in lower]
-        cols[field] = found[0] if found else None
+        cols[setting] = found[0] if found else None
         if found and found[0] != want:
-            notes.append(f"used column {found[0]!r} for {field.removesuffix('_column')} (set {ENV_PREFIX}{field.upper()} to choose another)")
+            notes.append(
+                f"used column {found[0]!r} for {setting.removesuffix('_column')} (set {ENV_PREFIX}{setting.upper()} to "
+                "choose another)"
+            )
     return cols, notes
 
 # %% ../nbs/03_data.ipynb #239f113c
 @dataclass
 class DropReport:
     "What validation kept and dropped, with the reason and (up to 5) row ids for each drop."
+
     rows_in: int = 0
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -250,7 +339,8 @@ class DropReport:
 
     def drop(self, reason: str, ids) -> None:
         ids = list(ids)
-        if not ids: return
+        if not ids:
+            return
         self.dropped[reason] = self.dropped.get(reason, 0) + len(ids)
         self.examples.setdefault(reason, []).extend(ids[: 5 - len(self.examples.get(reason, []))])
 
@@ -261,22 +351,31 @@ class DropReport:
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
-    def to_dict(self) -> dict: return dict(rows_in=self.rows_in, rows_out=self.rows_out, dropped=dict(self.dropped), notes=list(self.notes))
+    def to_dict(self) -> dict:
+        return dict(rows_in=self.rows_in, rows_out=self.rows_out, dropped=dict(self.dropped), notes=list(self.notes))
 
 # %% ../nbs/03_data.ipynb #b069b61d
 _UNDECODABLE = re.compile(r"[\ud800-\udfff\ufffd]")  # surrogates, or U+FFFD left by a lossy decode
 
+
 def _decode_cell(v) -> tuple[str, bool]:
     "(text, ok): bytes must be valid UTF-8; strings must not carry the marks of undecodable bytes."
-    if v is None or (isinstance(v, float) and np.isnan(v)): return "", True
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "", True
     if isinstance(v, (bytes, bytearray, memoryview)):
-        try: return bytes(v).decode("utf-8"), True
-        except UnicodeDecodeError: return bytes(v).decode("utf-8", errors="replace"), False
+        try:
+            return bytes(v).decode("utf-8"), True
+        except UnicodeDecodeError:
+            return bytes(v).decode("utf-8", errors="replace"), False
     s = str(v)
-    if _UNDECODABLE.search(s): return _UNDECODABLE.sub("\ufffd", s), False
+    if _UNDECODABLE.search(s):
+        return _UNDECODABLE.sub("\ufffd", s), False
     return s, True
 
-def validate_emails(df: pd.DataFrame, settings: Settings | None = None, clean: bool = True) -> tuple[pd.DataFrame, DropReport]:
+
+def validate_emails(
+    df: pd.DataFrame, settings: Settings | None = None, clean: bool = True
+) -> tuple[pd.DataFrame, DropReport]:
     """Check columns, drop unusable rows (see the table above) and add the model text column `text`.
     Returns a frame with columns id, subject, body, text, label (str) and, when present, timestamp."""
     s = settings or load_settings()
@@ -287,12 +386,16 @@ def validate_emails(df: pd.DataFrame, settings: Settings | None = None, clean: b
     if missing:
         hints = {c: difflib.get_close_matches(str(c), [str(x) for x in df.columns], n=1) for c in missing}
         hint = "".join(f"; did you mean {h[0]!r} for {c!r}?" for c, h in hints.items() if h)
-        raise DataError(f"missing required column(s) {missing}; the data has {list(df.columns)}{hint} "
-                        "Set EMAILROUTER_TEXT_COLUMN / EMAILROUTER_LABEL_COLUMN to the right names.")
+        raise DataError(
+            f"missing required column(s) {missing}; the data has {list(df.columns)}{hint} "
+            "Set EMAILROUTER_TEXT_COLUMN / EMAILROUTER_LABEL_COLUMN to the right names."
+        )
     for role in ("subject", "timestamp", "id"):
         if getattr(s, f"{role}_column") and cols[f"{role}_column"] is None:
             rep.notes.append(f"no {role} column {getattr(s, f'{role}_column')!r}; going without")
-    text_col, subject_col, label_col, ts_col, id_col = (cols[f"{r}_column"] for r in ("text", "subject", "label", "timestamp", "id"))
+    text_col, subject_col, label_col, ts_col, id_col = (
+        cols[f"{r}_column"] for r in ("text", "subject", "label", "timestamp", "id")
+    )
     out = pd.DataFrame(index=df.index)
     out["id"] = df[id_col].map(to_text) if id_col else pd.Series(df.index, index=df.index).map(lambda i: f"row-{i}")
     if out["id"].duplicated().any():
@@ -304,13 +407,17 @@ def validate_emails(df: pd.DataFrame, settings: Settings | None = None, clean: b
             decoded = df[col].map(_decode_cell)
             out[role] = decoded.map(lambda t: t[0])
             bad |= ~decoded.map(lambda t: t[1])
-        else: out[role] = ""
-    labels = df[label_col].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else to_text(v).strip())
+        else:
+            out[role] = ""
+    labels = df[label_col].map(
+        lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else to_text(v).strip()
+    )
     out["label"] = labels
     has_ts = ts_col is not None
     if has_ts:
         out["timestamp"], note = parse_timestamps(df[ts_col], s.date_format, s.dayfirst, ts_col)
-        if note: rep.notes.append(note)
+        if note:
+            rep.notes.append(note)
 
     def drop(mask, reason):
         nonlocal out
@@ -318,69 +425,94 @@ def validate_emails(df: pd.DataFrame, settings: Settings | None = None, clean: b
         rep.drop(reason, out.loc[mask, "id"])
         out = out.loc[~mask]
 
-    if clean: cleaner = lambda d: [clean_email(sub, body) for sub, body in zip(d["subject"], d["body"])]
-    else: cleaner = lambda d: [f"{sub} {body}".strip() for sub, body in zip(d["subject"], d["body"])]
+    if clean:
+        cleaner = lambda d: [clean_email(sub, body) for sub, body in zip(d["subject"], d["body"])]
+    else:
+        cleaner = lambda d: [f"{sub} {body}".strip() for sub, body in zip(d["subject"], d["body"])]
     key = lambda d: d["subject"].str.strip() + "\x00" + d["body"].str.strip()
+
     def empty_after_cleaning(d):  # cleans once; later steps only remove rows
         d["text"] = cleaner(d)
         return d["text"].str.strip() == ""
-    steps = [("non-UTF-8 bytes", lambda d: bad),
-             ("missing label", lambda d: d["label"] == ""),
-             ("empty text", lambda d: (d["subject"].str.strip() == "") & (d["body"].str.strip() == "")),
-             ("body too long", lambda d: d["body"].str.len() > s.max_body_chars),
-             ("bad timestamp", lambda d: d["timestamp"].isna() if has_ts else pd.Series(False, index=d.index)),
-             ("empty after cleaning", empty_after_cleaning),
-             ("conflicting duplicate", lambda d: d.groupby(key(d))["label"].transform("nunique") > 1),
-             ("exact duplicate", lambda d: key(d).duplicated(keep="first"))]
+
+    steps = [
+        ("non-UTF-8 bytes", lambda d: bad),
+        ("missing label", lambda d: d["label"] == ""),
+        ("empty text", lambda d: (d["subject"].str.strip() == "") & (d["body"].str.strip() == "")),
+        ("body too long", lambda d: d["body"].str.len() > s.max_body_chars),
+        ("bad timestamp", lambda d: d["timestamp"].isna() if has_ts else pd.Series(False, index=d.index)),
+        ("empty after cleaning", empty_after_cleaning),
+        ("conflicting duplicate", lambda d: d.groupby(key(d))["label"].transform("nunique") > 1),
+        ("exact duplicate", lambda d: key(d).duplicated(keep="first")),
+    ]
     for reason, rule in steps:
-        if out.empty: break
+        if out.empty:
+            break
         drop(rule(out), reason)
-    if "text" not in out: out["text"] = pd.Series(dtype=str)
+    if "text" not in out:
+        out["text"] = pd.Series(dtype=str)
     counts = out["label"].value_counts()
     rare = counts[counts < s.min_examples_per_label] if not out.empty else counts
     if len(rare):
         rep.notes.append("rare labels dropped: " + ", ".join(f"{k} ({v})" for k, v in rare.items()))
         drop(out["label"].isin(rare.index), f"rare label (<{s.min_examples_per_label})")
     rep.rows_out = len(out)
-    if out.empty: raise DataError(f"no usable rows left after validation:\n{rep}")
+    if out.empty:
+        raise DataError(f"no usable rows left after validation:\n{rep}")
     share = 1 - rep.rows_out / rep.rows_in
     if share > s.max_drop_share:
-        raise DataError(f"validation dropped {share:.0%} of the rows, more than EMAILROUTER_MAX_DROP_SHARE={s.max_drop_share:g}; "
-                        f"check the column names, separator, encoding and date format:\n{rep}")
+        raise DataError(
+            f"validation dropped {share:.0%} of the rows, more than EMAILROUTER_MAX_DROP_SHARE={s.max_drop_share:g}; "
+            f"check the column names, separator, encoding and date format:\n{rep}"
+        )
     if share > 0.05:
         top = ", ".join(f"{r} {n}" for r, n in sorted(rep.dropped.items(), key=lambda x: -x[1])[:3])
         log.warning("validation dropped %.0f%% of %d rows (%s); see the drop report", 100 * share, rep.rows_in, top)
-    if out["label"].nunique() < 2: raise DataError(f"need at least 2 labels to route between, found {out['label'].unique().tolist()}:\n{rep}")
+    if out["label"].nunique() < 2:
+        raise DataError(f"need at least 2 labels to route between, found {out['label'].unique().tolist()}:\n{rep}")
     return out.reset_index(drop=True), rep
 
 # %% ../nbs/03_data.ipynb #7c6cbd24
-def split_emails(df: pd.DataFrame, kind: str = "auto", val_size: float = 0.1, test_size: float = 0.1,
-                 seed: int = 42) -> tuple[dict[str, pd.DataFrame], str]:
+def split_emails(
+    df: pd.DataFrame, kind: str = "auto", val_size: float = 0.1, test_size: float = 0.1, seed: int = 42
+) -> tuple[dict[str, pd.DataFrame], str]:
     "Split validated rows into train/validation/test; returns (splits, kind used)."
-    if kind == "auto": kind = "time" if "timestamp" in df.columns else "stratified"
+    if kind == "auto":
+        kind = "time" if "timestamp" in df.columns else "stratified"
     n = len(df)
     n_test, n_val = max(1, round(n * test_size)), max(1, round(n * val_size))
-    if n - n_test - n_val < 2: raise DataError(f"{n} rows are too few to split into train/validation/test")
+    if n - n_test - n_val < 2:
+        raise DataError(f"{n} rows are too few to split into train/validation/test")
     if kind == "time":
-        if "timestamp" not in df.columns: raise DataError("a time-based split needs a timestamp column (EMAILROUTER_TIMESTAMP_COLUMN)")
+        if "timestamp" not in df.columns:
+            raise DataError("a time-based split needs a timestamp column (EMAILROUTER_TIMESTAMP_COLUMN)")
         d = df.sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
-        splits = {"train": d.iloc[: n - n_test - n_val], "validation": d.iloc[n - n_test - n_val: n - n_test], "test": d.iloc[n - n_test:]}
+        splits = {
+            "train": d.iloc[: n - n_test - n_val],
+            "validation": d.iloc[n - n_test - n_val : n - n_test],
+            "test": d.iloc[n - n_test :],
+        }
     elif kind == "stratified":
         from sklearn.model_selection import train_test_split
+
         k = df["label"].nunique()
         if min(n_test, n_val) < k or df["label"].value_counts().min() < 3:
-            raise DataError(f"a stratified split of {n} rows over {k} labels needs validation and test sets of at least {k} rows "
-                            "and 3 rows per label; add data, raise val_size/test_size or raise min_examples_per_label")
+            raise DataError(
+                f"a stratified split of {n} rows over {k} labels needs validation and test sets of at least {k} rows "
+                "and 3 rows per label; add data, raise val_size/test_size or raise min_examples_per_label"
+            )
         rest, test = train_test_split(df, test_size=n_test, stratify=df["label"], random_state=seed)
         train, val = train_test_split(rest, test_size=n_val, stratify=rest["label"], random_state=seed)
         splits = {"train": train, "validation": val, "test": test}
-    else: raise DataError(f"unknown split kind {kind!r} (use auto, time or stratified)")
+    else:
+        raise DataError(f"unknown split kind {kind!r} (use auto, time or stratified)")
     return {k: v.reset_index(drop=True) for k, v in splits.items()}, kind
 
 # %% ../nbs/03_data.ipynb #b7e1d506
 @dataclass
 class EmailData(LabelMaps):
     "Validated, split e-mails and their label maps (`unique_tags`, `tag2id`, `id2tag`)."
+
     splits: datasets.DatasetDict
     unique_tags: list[str]
     report: DropReport
@@ -391,7 +523,9 @@ class EmailData(LabelMaps):
     def unseen_labels(self) -> dict[str, list[str]]:
         "Labels of validation/test rows that no training row has."
         seen = set(self.splits["train"]["label"])
-        return {k: sorted({self.id2tag[i] for i in set(self.splits[k]["label"]) - seen}) for k in ("validation", "test")}
+        return {
+            k: sorted({self.id2tag[i] for i in set(self.splits[k]["label"]) - seen}) for k in ("validation", "test")
+        }
 
     def frame(self, split: str = "train") -> pd.DataFrame:
         "One split as a pandas DataFrame with a readable `queue` column."
@@ -403,8 +537,14 @@ class EmailData(LabelMaps):
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
         return f"EmailData({self.source!r}: {len(self.unique_tags)} queues, {self.split_kind} split, {sizes})"
 
-def load_emails(source: str | None = None, query: str | None = None, settings: Settings | None = None,
-                split: str | None = None, clean: bool = True) -> EmailData:
+
+def load_emails(
+    source: str | None = None,
+    query: str | None = None,
+    settings: Settings | None = None,
+    split: str | None = None,
+    clean: bool = True,
+) -> EmailData:
     "Read, validate, clean and split labelled e-mails from `source` (default: the `data_source` setting)."
     s = settings or load_settings()
     source = source or s.data_source
@@ -414,16 +554,30 @@ def load_emails(source: str | None = None, query: str | None = None, settings: S
     log.debug("drop report:\n%s", report)
     parts, kind = split_emails(df, split or s.split, s.val_size, s.test_size, s.seed)
     tags = sorted(df["label"].unique())
-    import datasets                           # the training extra; reading and validating do without it
-    features = datasets.Features({"id": datasets.Value("string"), "subject": datasets.Value("string"),
-                                  "body": datasets.Value("string"), "text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=tags), "timestamp": datasets.Value("timestamp[s]")})
-    if "timestamp" not in df.columns: del features["timestamp"]
-    dsd = datasets.DatasetDict({k: datasets.Dataset.from_pandas(v[list(features)], features=features, preserve_index=False)
-                                for k, v in parts.items()})
+    import datasets  # the training extra; reading and validating do without it
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "subject": datasets.Value("string"),
+            "body": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=tags),
+            "timestamp": datasets.Value("timestamp[s]"),
+        }
+    )
+    if "timestamp" not in df.columns:
+        del features["timestamp"]
+    dsd = datasets.DatasetDict(
+        {
+            k: datasets.Dataset.from_pandas(v[list(features)], features=features, preserve_index=False)
+            for k, v in parts.items()
+        }
+    )
     data = EmailData(dsd, tags, report, kind, redact_url(source))
     for k, labels in data.unseen_labels.items():
         if labels:
             msg = f"{k} split has queues never seen in training: {labels} (drift; they count as errors)"
-            report.notes.append(msg); log.warning(msg)
+            report.notes.append(msg)
+            log.warning(msg)
     return data

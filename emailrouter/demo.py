@@ -28,7 +28,7 @@ _INBOX = yaml.safe_load((resources.files("emailrouter") / "demo_inbox.yaml").rea
 QUEUES = {q: (v["name"], v["weight"]) for q, v in _INBOX["queues"].items()}
 NO_ACTION = "ingen_handling"
 STREAMING_LAUNCH = datetime(2025, 8, 1)
-PRICE_LETTER = datetime(2025, 3, 1)          # a price rise announced for 1 March 2025: billing mail peaks in March-April
+PRICE_LETTER = datetime(2025, 3, 1)  # a price rise announced for 1 March 2025: billing mail peaks in March-April
 _START, _MONTHS = datetime(2025, 1, 1), 14
 _NEIGHBOURS = {q: v["neighbours"] for q, v in _INBOX["queues"].items()}
 
@@ -36,29 +36,68 @@ _NEIGHBOURS = {q: v["neighbours"] for q, v in _INBOX["queues"].items()}
 def queue_weights(when: datetime) -> dict[str, float]:
     "Relative volumes of the request queues on the date `when` (seasons, the price rise, the streaming launch)."
     w = {q: float(b) for q, (_, b) in QUEUES.items() if b}
-    if when < STREAMING_LAUNCH: w["streaming"] = 0.0
+    if when < STREAMING_LAUNCH:
+        w["streaming"] = 0.0
     else:
         months_live = (when.year - STREAMING_LAUNCH.year) * 12 + when.month - STREAMING_LAUNCH.month
         w["streaming"] *= min(1.0, 0.4 + 0.15 * months_live)
         w["tv"] *= 0.75
-    if when.month in (6, 7, 8): w["flytning"] *= 1.8
-    if when.month == 1: w["regning"] *= 1.3
-    if PRICE_LETTER <= when < PRICE_LETTER + timedelta(days=61): w["regning"] *= 1.8
+    if when.month in (6, 7, 8):
+        w["flytning"] *= 1.8
+    if when.month == 1:
+        w["regning"] *= 1.3
+    if PRICE_LETTER <= when < PRICE_LETTER + timedelta(days=61):
+        w["regning"] *= 1.8
     return w
 
 
 # ---------------------------------------------------------------- mail kinds, languages, personas
 
 # %% ../nbs/02_demo.ipynb #5c714563
-KINDS = {"single": 0.60, "mixed": 0.17, "narrative": 0.05, "followup": 0.03, "thanks": 0.035, "autoreply": 0.02,
-         "spam": 0.02, "attachment": 0.015, "forward": 0.02}
+KINDS = {
+    "single": 0.60,
+    "mixed": 0.17,
+    "narrative": 0.05,
+    "followup": 0.03,
+    "thanks": 0.035,
+    "autoreply": 0.02,
+    "spam": 0.02,
+    "attachment": 0.015,
+    "forward": 0.02,
+}
 LANGUAGES = {"da": 0.90, "en": 0.06, "sv": 0.01, "no": 0.01, "de": 0.01, "pl": 0.01}
-PERSONAS = {"standard": 0.38, "polite": 0.15, "terse": 0.12, "angry": 0.08, "elderly": 0.07, "business": 0.06, "young": 0.08,
-            "nonnative": 0.06}
-_HESITATION = {"mixed": 8.0, "narrative": 6.0, "attachment": 6.0, "forward": 4.0, "followup": 2.0, "single": 1.0,
-               "thanks": 0.5, "autoreply": 0.3, "spam": 0.3}   # how likely an agent is to misfile each kind, relatively
-_PII_TYPE = {"phone": "phone", "cpr": "cpr", "custno": "number", "orderno": "number", "ticket": "number", "email": "email",
-             "address": "address", "url": "url", "name": "name"}
+PERSONAS = {
+    "standard": 0.38,
+    "polite": 0.15,
+    "terse": 0.12,
+    "angry": 0.08,
+    "elderly": 0.07,
+    "business": 0.06,
+    "young": 0.08,
+    "nonnative": 0.06,
+}
+_HESITATION = {
+    "mixed": 8.0,
+    "narrative": 6.0,
+    "attachment": 6.0,
+    "forward": 4.0,
+    "followup": 2.0,
+    "single": 1.0,
+    "thanks": 0.5,
+    "autoreply": 0.3,
+    "spam": 0.3,
+}  # how likely an agent is to misfile each kind, relatively
+_PII_TYPE = {
+    "phone": "phone",
+    "cpr": "cpr",
+    "custno": "number",
+    "orderno": "number",
+    "ticket": "number",
+    "email": "email",
+    "address": "address",
+    "url": "url",
+    "name": "name",
+}
 
 # %% ../nbs/02_demo.ipynb #39c59fb2
 _ALT = re.compile(r"\[([^\[\]]*)\]")
@@ -71,16 +110,28 @@ def _pick(rng: random.Random, weights: dict) -> str:
 # %% ../nbs/02_demo.ipynb #1912b1e2
 class _Person:
     "A fake customer: the same name, phone and address recur across one mail (body, signature, quote)."
+
     def __init__(self, rng: random.Random):
         self.first, self.last = rng.choice(_INBOX["first_names"]), rng.choice(_INBOX["last_names"])
         self.name = f"{self.first} {self.last}"
-        mail = f"{self.first.lower()}.{self.last.lower()}{rng.randint(1, 99)}@{rng.choice(['gmail.com', 'hotmail.com', 'mail.dk', 'outlook.dk'])}"
+        domain = rng.choice(["gmail.com", "hotmail.com", "mail.dk", "outlook.dk"])
+        mail = f"{self.first.lower()}.{self.last.lower()}{rng.randint(1, 99)}@{domain}"
         self.email = mail.replace("ø", "oe").replace("æ", "ae").replace("å", "aa")
         d = "".join(str(rng.randint(0, 9)) for _ in range(6))
-        self.phone = rng.choice([f"{rng.randint(20, 99)} {d[:2]} {d[2:4]} {d[4:]}", f"{rng.randint(20, 99)}{d}",
-                                 f"+45 {rng.randint(20, 99)}{d[:2]} {d[2:]}", f"{rng.randint(20, 99)}{d[:2]} {d[2:]}"])
+        self.phone = rng.choice(
+            [
+                f"{rng.randint(20, 99)} {d[:2]} {d[2:4]} {d[4:]}",
+                f"{rng.randint(20, 99)}{d}",
+                f"+45 {rng.randint(20, 99)}{d[:2]} {d[2:]}",
+                f"{rng.randint(20, 99)}{d[:2]} {d[2:]}",
+            ]
+        )
         born = datetime(1940, 1, 1) + timedelta(days=rng.randint(0, 30000))
-        self.cpr = f"{born:%d%m%y}-{rng.randint(0, 9999):04d}" if rng.random() < 0.8 else f"{born:%d%m%y}{rng.randint(0, 9999):04d}"
+        self.cpr = (
+            f"{born:%d%m%y}-{rng.randint(0, 9999):04d}"
+            if rng.random() < 0.8
+            else f"{born:%d%m%y}{rng.randint(0, 9999):04d}"
+        )
         self.custno = str(rng.randint(10_000_000, 99_999_999))
         street, (zipc, city) = rng.choice(_INBOX["streets"]), rng.choice(_INBOX["cities"])
         floor = rng.choice(["", ", 1. th", ", 2. tv", ", st. tv", ", 3. mf"])
@@ -91,31 +142,66 @@ def _values(rng: random.Random, person: _Person, when: datetime, lang: str) -> d
     "Slot values for one mail, in the mail's language, consistent with its date."
     months, weekdays = _INBOX["months"][lang], _INBOX["weekdays"][lang]
     amount = rng.choice([149, 199, 249, 299, 349, 399, 499, 599, 899, 1299])
-    cur = (lambda a: f"DKK {a}") if lang == "en" else (lambda a: f"{a} DKK") if lang in ("de", "pl") else (lambda a: f"{a} kr")
+    cur = (
+        (lambda a: f"DKK {a}")
+        if lang == "en"
+        else (lambda a: f"{a} DKK")
+        if lang in ("de", "pl")
+        else (lambda a: f"{a} kr")
+    )
     speed = rng.choice([100, 300, 500, 1000])
     later = when + timedelta(days=rng.randint(7, 60))
     products = [p for p in _INBOX["products"]] + (["Play+"] if when >= STREAMING_LAUNCH else [])
-    date = (f"{later.day}. {months[later.month - 1]}" if lang in ("da", "no", "de") else
-            f"{later.day} {months[later.month - 1]}" if lang in ("sv", "pl") else f"{months[later.month - 1]} {later.day}")
+    date = (
+        f"{later.day}. {months[later.month - 1]}"
+        if lang in ("da", "no", "de")
+        else f"{later.day} {months[later.month - 1]}"
+        if lang in ("sv", "pl")
+        else f"{months[later.month - 1]} {later.day}"
+    )
     return dict(
-        amount=cur(amount), amount2=cur(int(amount * rng.uniform(0.5, 0.8))), month=months[(when.month - 2) % 12],
-        product=rng.choice(products), tv_package=rng.choice(_INBOX["tv_packages"]), channel=rng.choice(_INBOX["channels"]),
-        weekday=rng.choice(weekdays), speed=speed, speed_low=max(2, int(speed * rng.uniform(0.02, 0.3))),
-        n=rng.randint(3, 14), days=rng.randint(3, 21), gb=rng.randint(1, 9), gb2=rng.choice([10, 20, 30, 50]),
-        competitor=rng.choice(_INBOX["competitors"]), years=rng.randint(3, 25), minutes=rng.choice([30, 45, 60, 90]),
-        country=rng.choice(_INBOX["countries_en"] if lang == "en" else _INBOX["countries"]), town=rng.choice(_INBOX["towns"]),
-        date=date if rng.random() < 0.7 or lang != "da" else f"{later.day}/{later.month}", week=later.isocalendar()[1],
-        router_model=rng.choice(_INBOX["router_models"]), orderno=str(rng.randint(1_000_000, 9_999_999)),
-        ticket=str(rng.randint(10_000_000, 99_999_999)), url=f"https://www.speedtest.net/result/{rng.randint(10**9, 10**10)}",
-        phone=person.phone, cpr=person.cpr, custno=person.custno, email=person.email, address=person.address, name=person.name)
+        amount=cur(amount),
+        amount2=cur(int(amount * rng.uniform(0.5, 0.8))),
+        month=months[(when.month - 2) % 12],
+        product=rng.choice(products),
+        tv_package=rng.choice(_INBOX["tv_packages"]),
+        channel=rng.choice(_INBOX["channels"]),
+        weekday=rng.choice(weekdays),
+        speed=speed,
+        speed_low=max(2, int(speed * rng.uniform(0.02, 0.3))),
+        n=rng.randint(3, 14),
+        days=rng.randint(3, 21),
+        gb=rng.randint(1, 9),
+        gb2=rng.choice([10, 20, 30, 50]),
+        competitor=rng.choice(_INBOX["competitors"]),
+        years=rng.randint(3, 25),
+        minutes=rng.choice([30, 45, 60, 90]),
+        country=rng.choice(_INBOX["countries_en"] if lang == "en" else _INBOX["countries"]),
+        town=rng.choice(_INBOX["towns"]),
+        date=date if rng.random() < 0.7 or lang != "da" else f"{later.day}/{later.month}",
+        week=later.isocalendar()[1],
+        router_model=rng.choice(_INBOX["router_models"]),
+        orderno=str(rng.randint(1_000_000, 9_999_999)),
+        ticket=str(rng.randint(10_000_000, 99_999_999)),
+        url=f"https://www.speedtest.net/result/{rng.randint(10**9, 10**10)}",
+        phone=person.phone,
+        cpr=person.cpr,
+        custno=person.custno,
+        email=person.email,
+        address=person.address,
+        name=person.name,
+    )
 
 # %% ../nbs/02_demo.ipynb #f5555d69
 class _Writer:
     "Renders templates for one mail: picks alternatives, fills slots, records planted PII, applies the writer's habits."
+
     def __init__(self, rng: random.Random, values: dict, lang: str, persona: str):
         self.rng, self.values, self.lang, self.persona, self.pii = rng, values, lang, persona, []
         danish = lang == "da"
-        self.typo_rate = {"young": 0.04, "nonnative": 0.03, "elderly": 0.02, "angry": 0.02}.get(persona, rng.choice([0.0, 0.0, 0.01, 0.02]))
+        self.typo_rate = {"young": 0.04, "nonnative": 0.03, "elderly": 0.02, "angry": 0.02}.get(
+            persona, rng.choice([0.0, 0.0, 0.01, 0.02])
+        )
         self.lower = persona == "young" and rng.random() < 0.7 or rng.random() < 0.03
         self.no_danish_letters = danish and rng.random() < 0.05
         self.split = danish and (rng.random() < (0.35 if persona in ("young", "elderly", "nonnative") else 0.08))
@@ -126,23 +212,34 @@ class _Writer:
         rng = self.rng
         if self.nonnative:
             for a, b in _INBOX["nonnative"].items():
-                if a in text and rng.random() < 0.5: text = text.replace(a, b, 1)
+                if a in text and rng.random() < 0.5:
+                    text = text.replace(a, b, 1)
         if self.split:
             for a, b in _INBOX["split_compounds"].items():
-                if a in text and rng.random() < 0.6: text = text.replace(a, b)
+                if a in text and rng.random() < 0.6:
+                    text = text.replace(a, b)
         if self.no_danish_letters:
-            for a, b in (("æ", "ae"), ("ø", "oe"), ("å", "aa"), ("Æ", "Ae"), ("Ø", "Oe"), ("Å", "Aa")): text = text.replace(a, b)
+            for a, b in (("æ", "ae"), ("ø", "oe"), ("å", "aa"), ("Æ", "Ae"), ("Ø", "Oe"), ("Å", "Aa")):
+                text = text.replace(a, b)
         if self.slang:
-            text = re.sub(r"\b(er|har|virker|kan) ", lambda m: m.group(0) + (rng.choice(_INBOX["slang"]) + " " if rng.random() < 0.25 else ""), text)
-        if self.lower: text = text.lower()
+            text = re.sub(
+                r"\b(er|har|virker|kan) ",
+                lambda m: m.group(0) + (rng.choice(_INBOX["slang"]) + " " if rng.random() < 0.25 else ""),
+                text,
+            )
+        if self.lower:
+            text = text.lower()
         if self.typo_rate:
             words = text.split(" ")
             for i, w in enumerate(words):
                 if len(w) > 3 and w.isalpha() and rng.random() < self.typo_rate:
                     j, kind = rng.randrange(1, len(w) - 1), rng.random()
-                    if kind < 0.4: w = w[:j] + w[j + 1] + w[j] + w[j + 2:]      # swap
-                    elif kind < 0.7: w = w[:j] + w[j + 1:]                     # drop
-                    else: w = w[:j] + w[j] + w[j:]                             # double
+                    if kind < 0.4:
+                        w = w[:j] + w[j + 1] + w[j] + w[j + 2 :]  # swap
+                    elif kind < 0.7:
+                        w = w[:j] + w[j + 1 :]  # drop
+                    else:
+                        w = w[:j] + w[j] + w[j:]  # double
                     words[i] = w
             text = " ".join(words)
         return text
@@ -150,7 +247,8 @@ class _Writer:
     def render(self, template: str, where: str, habits: bool = True) -> tuple[str, str]:
         "(raw, masked) text of `template`; planted PII is recorded with `where`."
         template = _ALT.sub(lambda m: self.rng.choice(m.group(1).split("|")), template)
-        if template.startswith("^"): template = template[1:2].upper() + template[2:]
+        if template.startswith("^"):
+            template = template[1:2].upper() + template[2:]
         raw, masked = [], []
         for part in _SLOT.split(template):
             if _SLOT.fullmatch(part):
@@ -160,10 +258,12 @@ class _Writer:
                 if key in _PII_TYPE:
                     masked.append(PLACEHOLDERS[_PII_TYPE[key]])
                     self.pii.append({"type": key, "value": v, "where": where})
-                else: masked.append(v)
+                else:
+                    masked.append(v)
             else:
                 t = self._habits(part) if habits else part
-                raw.append(t); masked.append(t)
+                raw.append(t)
+                masked.append(t)
         return "".join(raw), "".join(masked)
 
 # %% ../nbs/02_demo.ipynb #a800ff3a
@@ -174,6 +274,7 @@ def _usable(templates: list[str], when: datetime) -> list[str]:
 
 class _Message:
     "The customer's own text as (raw, masked) sentences and paragraph breaks."
+
     def __init__(self, w: _Writer):
         self.w, self.paras = w, [[]]
 
@@ -181,12 +282,14 @@ class _Message:
         self.paras[-1].append(self.w.render(template, "message", habits))
 
     def para(self):
-        if self.paras[-1]: self.paras.append([])
+        if self.paras[-1]:
+            self.paras.append([])
 
     def text(self) -> tuple[str, str]:
         rng, raws, masks = self.w.rng, [], []
         for p in self.paras:
-            if not p: continue
+            if not p:
+                continue
             seps = [rng.choice([" ", " ", " ", "\n"]) for _ in p[1:]] + [""]
             raws.append("".join(r + s for (r, _), s in zip(p, seps)))
             masks.append("".join(m + s for (_, m), s in zip(p, seps)))
@@ -195,124 +298,187 @@ class _Message:
 
 _VERB = re.compile(r"^(\w+)(.*)$", re.S)
 
+
 def _present(vp: str) -> str:
     "The act in the present tense: 'sende mig X' -> 'sender mig X'."
     v, rest = _VERB.match(vp).groups()
     return v + "r" + rest
 
+
 def _imperative(vp: str) -> str:
     "The act in the imperative: 'sende mig X' -> 'Send mig X', 'rette den' -> 'Ret den'."
     v, rest = _VERB.match(vp).groups()
-    if v.endswith("e") and len(v) > 2: v = v[:-1]
-    if len(v) > 2 and v[-1] == v[-2] and v[-1] not in "aeiouyæøå": v = v[:-1]
+    if v.endswith("e") and len(v) > 2:
+        v = v[:-1]
+    if len(v) > 2 and v[-1] == v[-2] and v[-1] not in "aeiouyæøå":
+        v = v[:-1]
     return v[:1].upper() + v[1:] + rest
+
 
 def _intent(rng: random.Random, queue: str, when: datetime) -> dict:
     "One of the queue's intents that fits the date (the price-rise intent mostly in the months after the letter)."
-    intents = [i for i in _INBOX["da"][queue]["intents"] if when >= STREAMING_LAUNCH or not any("Play+" in a for a in i["acts"])] \
-        or _INBOX["da"][queue]["intents"]
+    intents = [
+        i
+        for i in _INBOX["da"][queue]["intents"]
+        if when >= STREAMING_LAUNCH or not any("Play+" in a for a in i["acts"])
+    ] or _INBOX["da"][queue]["intents"]
     rise = PRICE_LETTER <= when < PRICE_LETTER + timedelta(days=61)
     weights = [(6.0 if rise else 0.3) if i.get("price_rise") else 1.0 for i in intents]
     return rng.choices(intents, weights=weights)[0]
 
+
 def _statement(rng: random.Random, intent: dict, when: datetime) -> str:
     "What happened, as a sentence: capitalised, sometimes with a comparison, full stop."
     s = rng.choice(_usable(intent["statements"], when))
-    if intent.get("compare") and rng.random() < 0.5: s += ", " + rng.choice(_INBOX["comparisons"])
-    return "^" + s + "."           # ^: capitalise once alternatives are chosen
+    if intent.get("compare") and rng.random() < 0.5:
+        s += ", " + rng.choice(_INBOX["comparisons"])
+    return "^" + s + "."  # ^: capitalise once alternatives are chosen
+
 
 def _request(rng: random.Random, intent: dict, persona: str, when: datetime) -> str:
     "What the customer wants done, in the writer's register: a question, a plea, an order, or a direct statement."
-    if intent.get("direct") and rng.random() < 0.35: return rng.choice(intent["direct"])
-    if intent.get("questions") and rng.random() < 0.2: return rng.choice(_usable(intent["questions"], when))
+    if intent.get("direct") and rng.random() < 0.35:
+        return rng.choice(intent["direct"])
+    if intent.get("questions") and rng.random() < 0.2:
+        return rng.choice(_usable(intent["questions"], when))
     vp = rng.choice(_usable(intent["acts"], when))
     frame = rng.choice(_INBOX["frames"].get(persona, _INBOX["frames"]["standard"]))
-    return (frame.replace("{vp}", vp).replace("{present}", _present(vp)).replace("{imp}", _imperative(vp))
-            .replace("{when}", rng.choice(_INBOX["when"])))
+    return (
+        frame.replace("{vp}", vp)
+        .replace("{present}", _present(vp))
+        .replace("{imp}", _imperative(vp))
+        .replace("{when}", rng.choice(_INBOX["when"]))
+    )
+
 
 _NEGATED = re.compile(r"\b(har|kan|er|virker|får|vil|skal|bruger|når|lyser|kører) ikke\b")
+
 
 def _subordinate(clause: str) -> str:
     "A main clause as a subordinate one: the negation before the verb ('jeg har ikke fået' -> 'jeg ikke har fået')."
     head, sep, tail = clause.partition(",")
     return _NEGATED.sub(r"ikke \1", head, count=1) + sep + tail
 
+
 def _ask(rng, lang, queue, when, persona="standard") -> list[str]:
     "The sentences that ask for `queue`'s action: in Danish a statement and a request in one of several orders."
-    if lang != "da": return [rng.choice(_INBOX["foreign"][lang][queue])]
+    if lang != "da":
+        return [rng.choice(_INBOX["foreign"][lang][queue])]
     intent = _intent(rng, queue, when)
     req, shape = _request(rng, intent, persona, when), rng.random()
-    if shape < 0.5: return [_statement(rng, intent, when), req]
-    if shape < 0.7: return [req, _statement(rng, intent, when)]
+    if shape < 0.5:
+        return [_statement(rng, intent, when), req]
+    if shape < 0.7:
+        return [req, _statement(rng, intent, when)]
     if shape < 0.9 or persona != "terse":
         vp = rng.choice(_usable(intent["acts"], when))
-        return ["^Da " + _subordinate(_statement(rng, intent, when)[1:-1]) + rng.choice([", vil jeg gerne bede jer ", ", beder jeg jer ", ", vil jeg høre, om I kan "])
-                + vp + rng.choice(_INBOX["when"]) + "."]
+        return [
+            "^Da "
+            + _subordinate(_statement(rng, intent, when)[1:-1])
+            + rng.choice([", vil jeg gerne bede jer ", ", beder jeg jer ", ", vil jeg høre, om I kan "])
+            + vp
+            + rng.choice(_INBOX["when"])
+            + "."
+        ]
     return [req]
+
 
 def _other_queue(rng: random.Random, queue: str, when: datetime) -> str:
     "A second topic for a mixed mail: one that comes up with `queue`, as common as the queues are."
     w = queue_weights(when)
     return _pick(rng, {q: w[q] for q in _INBOX["mixes"][queue] if w.get(q, 0) > 0})
 
+
 def _context(rng, queue, when) -> str:
     "Background about `queue`'s topic that asks for nothing."
     return _statement(rng, _intent(rng, queue, when), when)
 
 # %% ../nbs/02_demo.ipynb #d86b9a01
-def _compose(rng: random.Random, w: _Writer, kind: str, queue: str, other: str | None, when: datetime) -> tuple[str, str]:
+def _compose(
+    rng: random.Random, w: _Writer, kind: str, queue: str, other: str | None, when: datetime
+) -> tuple[str, str]:
     "The new message: greeting, opener, the kind's content, closing."
     lang, persona, inbox = w.lang, w.persona, _INBOX
     m = _Message(w)
     if lang != "da":
         f = inbox["foreign"][lang]
-        if rng.random() < 0.85: m.add(rng.choice(f["greetings"])); m.para()
-        m.add(rng.choice(f["thanks" if kind == "thanks" else "followup_open"]) if kind in ("thanks", "followup") and lang == "en"
-              else _ask(rng, lang, queue, when)[0])
-        if rng.random() < 0.6: m.add(rng.choice(f["closings"]))
+        if rng.random() < 0.85:
+            m.add(rng.choice(f["greetings"]))
+            m.para()
+        m.add(
+            rng.choice(f["thanks" if kind == "thanks" else "followup_open"])
+            if kind in ("thanks", "followup") and lang == "en"
+            else _ask(rng, lang, queue, when)[0]
+        )
+        if rng.random() < 0.6:
+            m.add(rng.choice(f["closings"]))
         return m.text()
     da = inbox["da"]
     terse = persona == "terse"
     if kind in ("single", "mixed", "narrative", "followup") and not terse and rng.random() < 0.85:
-        m.add(rng.choice(inbox["greetings"]["da"])); m.para()
+        m.add(rng.choice(inbox["greetings"]["da"]))
+        m.para()
     if kind in ("single", "mixed") and not terse and rng.random() < 0.3:
         m.add(rng.choice(inbox["openers"][persona if persona in inbox["openers"] else "standard"]))
     if kind == "single":
-        for x in _ask(rng, lang, queue, when, persona): m.add(x)
-        if rng.random() < 0.12 and not terse: m.add(_request(rng, _intent(rng, queue, when), persona, when))
-        if rng.random() < 0.4 and not terse: m.add(rng.choice(da[queue]["detail"]))
+        for x in _ask(rng, lang, queue, when, persona):
+            m.add(x)
+        if rng.random() < 0.12 and not terse:
+            m.add(_request(rng, _intent(rng, queue, when), persona, when))
+        if rng.random() < 0.4 and not terse:
+            m.add(rng.choice(da[queue]["detail"]))
     elif kind == "mixed":
         shape = rng.random()
-        if other == "opsigelse":           # a threat to cancel is not a cancellation
-            for x in _ask(rng, lang, queue, when, persona): m.add(x)
+        if other == "opsigelse":  # a threat to cancel is not a cancellation
+            for x in _ask(rng, lang, queue, when, persona):
+                m.add(x)
             m.add(rng.choice(inbox["threats"]))
-        elif shape < 0.6:                 # background on one topic, then the request for another
+        elif shape < 0.6:  # background on one topic, then the request for another
             m.add(_context(rng, other, when))
-            if rng.random() < 0.3: m.add(rng.choice(da[other]["detail"]))
+            if rng.random() < 0.3:
+                m.add(rng.choice(da[other]["detail"]))
             m.add(_request(rng, _intent(rng, queue, when), persona, when))
-        else:                             # the request first, then what else is going on
-            for x in _ask(rng, lang, queue, when, persona): m.add(x)
+        else:  # the request first, then what else is going on
+            for x in _ask(rng, lang, queue, when, persona):
+                m.add(x)
             m.para()
-            m.add(rng.choice(["Og så er der en anden ting: ", "Derudover: ", "Og mens jeg har jer: ", "PS: "]) + _context(rng, other, when).lstrip("^"))
+            m.add(
+                rng.choice(["Og så er der en anden ting: ", "Derudover: ", "Og mens jeg har jer: ", "PS: "])
+                + _context(rng, other, when).lstrip("^")
+            )
     elif kind == "narrative":
         nar = inbox["narrative"]
-        m.add(rng.choice(nar["start"])); m.para()
-        second = rng.choice([q for q in _INBOX["mixes"].get(other, []) if q in nar and q not in (other, queue)] or ["service"])
+        m.add(rng.choice(nar["start"]))
+        m.para()
+        second = rng.choice(
+            [q for q in _INBOX["mixes"].get(other, []) if q in nar and q not in (other, queue)] or ["service"]
+        )
         topics = [other, other, "service", second] + ([queue] if queue in nar and queue != other else [])
-        unused = {t: rng.sample(nar[t], len(nar[t])) for t in dict.fromkeys(topics)}   # each history sentence at most once; dict.fromkeys keeps the order, so the draws do not depend on string hashing
+        unused = {
+            t: rng.sample(nar[t], len(nar[t]))
+            for t in dict.fromkeys(topics)
+            # each history sentence at most once; dict.fromkeys keeps the order, so the draws do not depend on
+            # string hashing
+        }
         for _ in range(rng.randint(7, 11)):
             t = rng.choice([t for t in topics if unused[t]] or ["end"])
-            if t == "end": break
+            if t == "end":
+                break
             for _ in range(rng.randint(2, 4)):
-                if unused[t]: m.add(unused[t].pop())
-            if t in _INBOX["da"] and rng.random() < 0.5: m.add(_context(rng, t, when))
+                if unused[t]:
+                    m.add(unused[t].pop())
+            if t in _INBOX["da"] and rng.random() < 0.5:
+                m.add(_context(rng, t, when))
             m.para()
         m.add(rng.choice(nar["end"]))
-        for x in _ask(rng, lang, queue, when, persona): m.add(x)
+        for x in _ask(rng, lang, queue, when, persona):
+            m.add(x)
     elif kind == "followup":
         m.add(rng.choice(inbox["followup_open"]))
-        if rng.random() < 0.5: m.add(_request(rng, _intent(rng, queue, when), persona, when))
-        elif rng.random() < 0.4: m.add(rng.choice(da[queue]["detail"]))
+        if rng.random() < 0.5:
+            m.add(_request(rng, _intent(rng, queue, when), persona, when))
+        elif rng.random() < 0.4:
+            m.add(rng.choice(da[queue]["detail"]))
     elif kind == "thanks":
         m.add(rng.choice(inbox["thanks"]))
     elif kind == "autoreply":
@@ -320,7 +486,9 @@ def _compose(rng: random.Random, w: _Writer, kind: str, queue: str, other: str |
     elif kind == "spam":
         m.add(rng.choice(inbox["spam"]), habits=False)
     elif kind == "attachment":
-        if rng.random() < 0.5: m.add(rng.choice(inbox["greetings"]["da"])); m.para()
+        if rng.random() < 0.5:
+            m.add(rng.choice(inbox["greetings"]["da"]))
+            m.para()
         m.add(rng.choice(inbox["attachments"]))
     elif kind == "forward":
         m.add(rng.choice(inbox["forward_notes"]))
@@ -328,38 +496,60 @@ def _compose(rng: random.Random, w: _Writer, kind: str, queue: str, other: str |
         m.add(rng.choice(inbox["closings"][persona if persona in inbox["closings"] else "standard"]))
     raw, masked = m.text()
     if w.slang and kind in ("single", "mixed") and rng.random() < 0.5:
-        end = rng.choice(inbox["slang_endings"]); raw, masked = raw + end, masked + end
+        end = rng.choice(inbox["slang_endings"])
+        raw, masked = raw + end, masked + end
     return raw, masked
 
 # %% ../nbs/02_demo.ipynb #ded7c0cc
 def _signature(w: _Writer, kind: str) -> str:
     "Sign-off, name and contact lines, device footer, disclaimer; rendered raw (PII recorded)."
     rng, lines = w.rng, []
-    if kind in ("spam",): return ""
+    if kind in ("spam",):
+        return ""
     if rng.random() < (0.9 if kind == "autoreply" else 0.65):
         t = rng.choice(_INBOX["signoffs"][w.lang])
         if w.lang == "da" and rng.random() < 0.25:
             first = w.values["name"].split()[0]
             t = rng.choice([f"Mvh {first}", f"/{first}", f"Hilsen {first}", f"Vh {first}"])
             w.pii.append({"type": "name", "value": first, "where": "signature"})
-        if w.persona == "business" and "{name}" in t: t += "\n" + rng.choice(_INBOX["companies"])
+        if w.persona == "business" and "{name}" in t:
+            t += "\n" + rng.choice(_INBOX["companies"])
         lines.append(w.render(t, "signature", habits=False)[0])
     if rng.random() < 0.15:
-        lines.append(rng.choice(["Sendt fra min iPhone", "Sent from my iPhone", "Sendt fra min Samsung Galaxy-smartphone.",
-                                 "Hent Outlook til Android", "Sendt fra Mail til Windows"]))
+        lines.append(
+            rng.choice(
+                [
+                    "Sendt fra min iPhone",
+                    "Sent from my iPhone",
+                    "Sendt fra min Samsung Galaxy-smartphone.",
+                    "Hent Outlook til Android",
+                    "Sendt fra Mail til Windows",
+                ]
+            )
+        )
     if rng.random() < (0.3 if w.persona == "business" else 0.03):
-        lines.append(rng.choice([
-            "Denne e-mail kan indeholde fortrolige oplysninger og er alene tiltænkt den anførte modtager. Hvis du har "
-            "modtaget den ved en fejl, bedes du straks slette den og give afsenderen besked.",
-            "This e-mail and any attachments are confidential and intended solely for the addressee. If you have "
-            "received it in error, please notify the sender and delete it."]))
+        lines.append(
+            rng.choice(
+                [
+                    "Denne e-mail kan indeholde fortrolige oplysninger og er alene tiltænkt den anførte modtager. "
+                    "Hvis du har "
+                    "modtaget den ved en fejl, bedes du straks slette den og give afsenderen besked.",
+                    "This e-mail and any attachments are confidential and intended solely for the addressee. If you "
+                    "have "
+                    "received it in error, please notify the sender and delete it.",
+                ]
+            )
+        )
     return "\n\n".join(lines)
 
 
 def _agent_reply(rng: random.Random, person: _Person, queue: str, when: datetime) -> str:
     "What an agent answered earlier in the thread, about `queue` (never about a product that did not exist yet)."
     text = rng.choice(_usable(_INBOX["agent_replies"].get(queue, _INBOX["agent_replies"]["andet"]), when))
-    return f"Kære {person.first}\n\nTak for din henvendelse. {text}\n\nMed venlig hilsen\n{rng.choice(_INBOX['agents'])}\nTele Danmark A/S"
+    return (
+        f"Kære {person.first}\n\nTak for din henvendelse. {text}\n\nMed venlig "
+        f"hilsen\n{rng.choice(_INBOX['agents'])}\nTele Danmark A/S"
+    )
 
 
 def _quote_header(rng: random.Random, style: str, sender: str, sender_email: str, when: datetime, subject: str) -> str:
@@ -371,16 +561,35 @@ def _quote_header(rng: random.Random, style: str, sender: str, sender_email: str
     if style == "gmail_en":
         return f"On {wd_en[:3]}, {when.day} {mo_en[:3]} {when.year} at {when:%H:%M}, {sender} <{sender_email}> wrote:"
     if style == "outlook_da":
-        return f"________________________________\nFra: {sender} <{sender_email}>\nSendt: {wd} den {when.day}. {mo} {when.year} {when:%H.%M}\nTil: kundeservice@tele.dk\nEmne: {subject}"
+        return (
+            f"________________________________\nFra: {sender} <{sender_email}>\nSendt: {wd} den {when.day}. {mo} "
+            f"{when.year} {when:%H.%M}\nTil: kundeservice@tele.dk\nEmne: {subject}"
+        )
     if style == "outlook_en":
-        return f"From: {sender} <{sender_email}>\nSent: {wd_en}, {mo_en} {when.day}, {when.year} {when:%I:%M %p}\nTo: Customer Service\nSubject: {subject}"
+        return (
+            f"From: {sender} <{sender_email}>\nSent: {wd_en}, {mo_en} {when.day}, {when.year} "
+            f"{when:%I:%M %p}\nTo: Customer Service\nSubject: {subject}"
+        )
     if style == "oprindelig":
-        return f"-----Oprindelig meddelelse-----\nFra: {sender} [mailto:{sender_email}]\nSendt: {when:%d-%m-%Y %H:%M}\nTil: Kundeservice\nEmne: {subject}"
+        return (
+            f"-----Oprindelig meddelelse-----\nFra: {sender} [mailto:{sender_email}]\nSendt: "
+            f"{when:%d-%m-%Y %H:%M}\nTil: Kundeservice\nEmne: {subject}"
+        )
     if style == "original":
-        return f"-----Original Message-----\nFrom: {sender} <{sender_email}>\nSent: {when:%Y-%m-%d %H:%M}\nTo: support\nSubject: {subject}"
+        return (
+            f"-----Original Message-----\nFrom: {sender} <{sender_email}>\nSent: {when:%Y-%m-%d %H:%M}\nTo: "
+            f"support\nSubject: {subject}"
+        )
     if style == "forward_gmail":
-        return f"---------- Videresendt meddelelse ---------\nFra: {sender} <{sender_email}>\nDate: {wd_en[:3]}, {when.day} {mo_en[:3]} {when.year} kl. {when:%H.%M}\nSubject: {subject}\nTo: <kundeservice@tele.dk>"
-    return f"Start på videresendt besked:\n\nFra: {sender} <{sender_email}>\nDato: {when.day}. {mo} {when.year} kl. {when:%H.%M}.\nTil: {sender_email}\nEmne: {subject}"
+        return (
+            f"---------- Videresendt meddelelse ---------\nFra: {sender} <{sender_email}>\nDate: {wd_en[:3]}, "
+            f"{when.day} {mo_en[:3]} {when.year} kl. {when:%H.%M}\nSubject: {subject}\nTo: <kundeservice@tele.dk>"
+        )
+    return (
+        f"Start på videresendt besked:\n\nFra: {sender} <{sender_email}>\nDato: {when.day}. {mo} {when.year} kl. "
+        f"{when:%H.%M}.\nTil: {sender_email}\nEmne: {subject}"
+    )
+
 
 _REPLY_STYLES = ["gmail_da", "gmail_da", "outlook_da", "outlook_da", "oprindelig", "gmail_en", "outlook_en", "original"]
 _FORWARD_STYLES = ["forward_da", "forward_gmail"]
@@ -403,30 +612,52 @@ def _body(rng: random.Random, top: str, header: str, quoted: str, style: str | N
             return f"{top}\n\n{header}\n\n{q}"
         return f"{top}\n\n{header}\n\n{quoted}" if style else top
     if style in ("gmail_da", "gmail_en"):
-        return (f'<div dir="ltr">{_to_html(rng, top)}</div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">'
-                f'{_html.escape(header.replace(chr(10), " "))}<br></div><blockquote class="gmail_quote" '
-                f'style="margin:0px 0px 0px 0.8ex;border-left:1px solid rgb(204,204,204);padding-left:1ex">{_to_html(rng, quoted)}</blockquote></div>')
-    body = ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8"><style>p.MsoNormal{margin:0cm;'
-            'font-family:"Calibri",sans-serif}</style></head><body lang="DA"><div class="WordSection1">' + _to_html(rng, top) + "</div>")
+        return (
+            f'<div dir="ltr">{_to_html(rng, top)}</div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">'
+            f'{_html.escape(header.replace(chr(10), " "))}<br></div><blockquote class="gmail_quote" '
+            'style="margin:0px 0px 0px 0.8ex;border-left:1px solid '
+            f'rgb(204,204,204);padding-left:1ex">{_to_html(rng, quoted)}</blockquote></div>'
+        )
+    body = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8"><style>p.MsoNormal{margin:0cm;'
+        'font-family:"Calibri",sans-serif}</style></head><body lang="DA"><div class="WordSection1">'
+        + _to_html(rng, top)
+        + "</div>"
+    )
     if style:
-        hdr = "<br>".join(f"<b>{_html.escape(l.split(':', 1)[0])}:</b>{_html.escape(l.split(':', 1)[1])}" if ":" in l and not l.startswith("_") else _html.escape(l)
-                          for l in header.split("\n") if l.strip("_"))
-        body += (f'<div id="appendonsend"></div><hr style="display:inline-block;width:98%" tabindex="-1">'
-                 f'<div id="divRplyFwdMsg" dir="ltr"><font face="Calibri" style="font-size:11pt">{hdr}</font><div>&nbsp;</div></div>'
-                 f"<div>{_to_html(rng, quoted)}</div>")
+        hdr = "<br>".join(
+            f"<b>{_html.escape(l.split(':', 1)[0])}:</b>{_html.escape(l.split(':', 1)[1])}"
+            if ":" in l and not l.startswith("_")
+            else _html.escape(l)
+            for l in header.split("\n")
+            if l.strip("_")
+        )
+        body += (
+            f'<div id="appendonsend"></div><hr style="display:inline-block;width:98%" tabindex="-1">'
+            '<div id="divRplyFwdMsg" dir="ltr"><font face="Calibri" '
+            f'style="font-size:11pt">{hdr}</font><div>&nbsp;</div></div>'
+            f"<div>{_to_html(rng, quoted)}</div>"
+        )
     return body + "</body></html>"
 
 # %% ../nbs/02_demo.ipynb #004ab862
 def _subject(rng: random.Random, w: _Writer, kind: str, queue: str, other: str | None, when: datetime) -> str:
     "Mostly generic, sometimes about the topic (for mixed mails often the background topic), sometimes a ticket."
     subj = _INBOX["subjects"]
-    if kind == "autoreply": return rng.choice(["Automatisk svar: ", "Fraværende: ", "Out of Office: ", "Autosvar: "]) + rng.choice(["Din henvendelse", "Nyhedsbrev", "Regning", ""])
-    if kind == "spam": return rng.choice(["Tillykke!!", "Vigtig besked om din konto", "Faktura", "Re: Tilbud", "Your parcel", "Hej"])
-    if w.lang != "da": return rng.choice(["", "Question", "Help", "Hej", "Support"] if w.lang == "en" else ["", "Hej", "Hallo"])
+    if kind == "autoreply":
+        return rng.choice(["Automatisk svar: ", "Fraværende: ", "Out of Office: ", "Autosvar: "]) + rng.choice(
+            ["Din henvendelse", "Nyhedsbrev", "Regning", ""]
+        )
+    if kind == "spam":
+        return rng.choice(["Tillykke!!", "Vigtig besked om din konto", "Faktura", "Re: Tilbud", "Your parcel", "Hej"])
+    if w.lang != "da":
+        return rng.choice(["", "Question", "Help", "Hej", "Support"] if w.lang == "en" else ["", "Hej", "Hallo"])
     r = rng.random()
     topic_queue = other if kind == "mixed" and rng.random() < 0.5 else queue
-    if r < 0.32 and topic_queue in subj["topic"]: t = rng.choice(_usable(subj["topic"][topic_queue], when))
-    else: t = rng.choice(subj["generic"])
+    if r < 0.32 and topic_queue in subj["topic"]:
+        t = rng.choice(_usable(subj["topic"][topic_queue], when))
+    else:
+        t = rng.choice(subj["generic"])
     return w.render(t, "subject", habits=False)[0]
 
 
@@ -437,14 +668,26 @@ def _mail(rng: random.Random, when: datetime) -> dict:
         kind = "single" if kind not in ("thanks", "followup") or lang != "en" else kind
         persona = "standard"
     weights = queue_weights(when)
-    if lang != "da": weights = {q: v for q, v in weights.items() if q in _INBOX["foreign"][lang]}
+    if lang != "da":
+        weights = {q: v for q, v in weights.items() if q in _INBOX["foreign"][lang]}
     queue = _pick(rng, weights)
     other = None
-    if kind == "mixed": other = "opsigelse" if queue in ("regning", "teknisk_bredbaand", "klage", "tv", "mobil") and rng.random() < 0.2 else _other_queue(rng, queue, when)
+    if kind == "mixed":
+        other = (
+            "opsigelse"
+            if queue in ("regning", "teknisk_bredbaand", "klage", "tv", "mobil") and rng.random() < 0.2
+            else _other_queue(rng, queue, when)
+        )
     if kind == "narrative":
-        other = rng.choice([q for q in ("teknisk_bredbaand", "regning", "levering", "flytning", "mobil", "tv") if q != queue] or ["regning"])
-        queue = rng.choice(["klage", "klage", "opsigelse", "regning", "teknisk_bredbaand"]) if rng.random() < 0.7 else queue
-    if kind in ("thanks", "autoreply", "spam"): other, queue = (queue if kind == "thanks" else None), NO_ACTION
+        other = rng.choice(
+            [q for q in ("teknisk_bredbaand", "regning", "levering", "flytning", "mobil", "tv") if q != queue]
+            or ["regning"]
+        )
+        queue = (
+            rng.choice(["klage", "klage", "opsigelse", "regning", "teknisk_bredbaand"]) if rng.random() < 0.7 else queue
+        )
+    if kind in ("thanks", "autoreply", "spam"):
+        other, queue = (queue if kind == "thanks" else None), NO_ACTION
     person = _Person(rng)
     w = _Writer(rng, _values(rng, person, when, lang), lang, persona)
     message, masked = _compose(rng, w, kind, queue, other, when)
@@ -452,26 +695,49 @@ def _mail(rng: random.Random, when: datetime) -> dict:
     subject = _subject(rng, w, kind, queue, other, when)
     quoted, header, style = "", "", None
     thread_queue = other if kind == "thanks" else queue
-    reply = kind in ("followup", "thanks") or (kind in ("single", "mixed") and lang in ("da", "en") and rng.random() < 0.22)
+    reply = kind in ("followup", "thanks") or (
+        kind in ("single", "mixed") and lang in ("da", "en") and rng.random() < 0.22
+    )
     if kind == "forward":
         style = rng.choice(_FORWARD_STYLES)
-        sender = _Person(rng)                      # the customer whose mail is forwarded
+        sender = _Person(rng)  # the customer whose mail is forwarded
         w0 = _Writer(rng, _values(rng, sender, when, "da"), "da", rng.choice(["elderly", "standard", "business"]))
-        quoted = "\n\n".join(x for x in (_compose(rng, w0, "single", queue, None, when)[0], _signature(w0, "single")) if x)
-        header = _quote_header(rng, style, sender.name, sender.email, when - timedelta(hours=rng.randint(1, 72)), _subject(rng, w0, "single", queue, None, when) or "Henvendelse")
+        quoted = "\n\n".join(
+            x for x in (_compose(rng, w0, "single", queue, None, when)[0], _signature(w0, "single")) if x
+        )
+        header = _quote_header(
+            rng,
+            style,
+            sender.name,
+            sender.email,
+            when - timedelta(hours=rng.randint(1, 72)),
+            _subject(rng, w0, "single", queue, None, when) or "Henvendelse",
+        )
         subject = rng.choice(["VS: ", "Fwd: ", "Fw: "]) + (header.split("mne: ")[-1].split("ject: ")[-1].split("\n")[0])
         w.pii += [dict(p, where="quote") for p in w0.pii]
         for key in ("name", "email"):
             w.pii.append({"type": key, "value": getattr(sender, key), "where": "quote"})
     elif reply:
         style = rng.choice(_REPLY_STYLES if lang == "da" else ["gmail_en", "outlook_en", "original"])
-        earlier = (when - timedelta(days=rng.randint(1, 20))).replace(hour=rng.randint(8, 16), minute=rng.randint(0, 59))
+        earlier = (when - timedelta(days=rng.randint(1, 20))).replace(
+            hour=rng.randint(8, 16), minute=rng.randint(0, 59)
+        )
         if kind in ("followup", "thanks") or rng.random() < 0.6:
-            quoted, sender, sender_email = _agent_reply(rng, person, thread_queue, earlier), "Tele Danmark Kundeservice", "kundeservice@tele.dk"
-            thread_subject = w.render(rng.choice(_INBOX["subjects"]["thread"]), "subject", habits=False)[0] if rng.random() < 0.5 else (subject or "Henvendelse")
+            quoted, sender, sender_email = (
+                _agent_reply(rng, person, thread_queue, earlier),
+                "Tele Danmark Kundeservice",
+                "kundeservice@tele.dk",
+            )
+            thread_subject = (
+                w.render(rng.choice(_INBOX["subjects"]["thread"]), "subject", habits=False)[0]
+                if rng.random() < 0.5
+                else (subject or "Henvendelse")
+            )
         else:  # the customer's own earlier mail, signature and all
             w0 = _Writer(rng, w.values, lang, persona)
-            quoted = "\n\n".join(x for x in (_compose(rng, w0, "single", thread_queue, None, earlier)[0], _signature(w0, "single")) if x)
+            quoted = "\n\n".join(
+                x for x in (_compose(rng, w0, "single", thread_queue, None, earlier)[0], _signature(w0, "single")) if x
+            )
             sender, sender_email, thread_subject = person.name, person.email, subject or "Henvendelse"
         header = _quote_header(rng, style, sender, sender_email, earlier, thread_subject)
         subject = rng.choice(["SV: ", "Sv: ", "Re: ", "RE: ", "SV: SV: ", "Re: Re: "]) + thread_subject
@@ -483,10 +749,24 @@ def _mail(rng: random.Random, when: datetime) -> dict:
     top = "\n\n".join(x for x in (message, signature) if x)
     is_html = rng.random() < 0.2
     body = _body(rng, top, header, quoted, style, is_html)
-    return dict(received_at=when, subject=subject, body=body, queue=queue, kind=kind, mixed=kind == "mixed" or kind == "narrative",
-                other_queue=other or "", language=lang, persona=persona, is_html=is_html, quote_style=style or "",
-                has_signature=bool(signature), message=message, message_masked=masked,
-                quoted=(header + "\n\n" + quoted) if quoted else "", pii=json.dumps(w.pii, ensure_ascii=False))
+    return dict(
+        received_at=when,
+        subject=subject,
+        body=body,
+        queue=queue,
+        kind=kind,
+        mixed=kind == "mixed" or kind == "narrative",
+        other_queue=other or "",
+        language=lang,
+        persona=persona,
+        is_html=is_html,
+        quote_style=style or "",
+        has_signature=bool(signature),
+        message=message,
+        message_masked=masked,
+        quoted=(header + "\n\n" + quoted) if quoted else "",
+        pii=json.dumps(w.pii, ensure_ascii=False),
+    )
 
 # %% ../nbs/02_demo.ipynb #fce002ae
 def _label_noise(df: pd.DataFrame, rng: random.Random, rate: float) -> pd.Series:
@@ -498,24 +778,35 @@ def _label_noise(df: pd.DataFrame, rng: random.Random, rate: float) -> pd.Series
     labels = df["queue"].copy()
     for i in keys[:k]:
         q, other, when = df.at[i, "queue"], df.at[i, "other_queue"], df.at[i, "received_at"]
-        options = [other] if other and other != q else [x for x in _NEIGHBOURS[q] if x != "streaming" or when >= STREAMING_LAUNCH]
+        options = (
+            [other]
+            if other and other != q
+            else [x for x in _NEIGHBOURS[q] if x != "streaming" or when >= STREAMING_LAUNCH]
+        )
         labels.iat[i] = rng.choice(options)
     return labels
 
 
-def make_demo_corpus(n: int = 5000, seed: int = DEFAULT_SEED, noise_rate: float = 0.065, messy: bool = True) -> pd.DataFrame:
-    """`n` labelled mails of a Danish telecom's inbox with ground truth, the same for the same `seed`. `noise_rate` of the
+def make_demo_corpus(
+    n: int = 5000, seed: int = DEFAULT_SEED, noise_rate: float = 0.065, messy: bool = True
+) -> pd.DataFrame:
+    """`n` labelled mails of a Danish telecom's inbox with ground truth, the same for the same `seed`. `noise_rate`
+       of the
     labels are wrong (`label_noise`, the truth in `true_queue`); with `messy`, ~1.5% of rows are export noise: resent
     duplicates, the same mail under two queues, image-only or empty bodies."""
-    if n < 1: raise ValueError(f"n must be at least 1, got {n}")
-    if not 0 <= noise_rate < 0.5: raise ValueError(f"noise_rate must be in [0, 0.5), got {noise_rate}")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if not 0 <= noise_rate < 0.5:
+        raise ValueError(f"noise_rate must be in [0, 0.5), got {noise_rate}")
     rng = random.Random(seed)
     end = datetime(_START.year + (_START.month - 1 + _MONTHS) // 12, (_START.month - 1 + _MONTHS) % 12 + 1, 1)
     span = (end - _START).total_seconds()
     times = sorted(_START + timedelta(seconds=rng.uniform(0, span)) for _ in range(n))
     rows = []
     for when in times:
-        when = when.replace(hour=rng.choice([7, 8, 9, 9, 10, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22]), microsecond=0)
+        when = when.replace(
+            hour=rng.choice([7, 8, 9, 9, 10, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22]), microsecond=0
+        )
         rows.append(_mail(rng, when))
     df = pd.DataFrame(rows)
     df.insert(0, "id", [f"demo-{seed}-{i:06d}" for i in range(n)])
@@ -523,28 +814,48 @@ def make_demo_corpus(n: int = 5000, seed: int = DEFAULT_SEED, noise_rate: float 
     df["true_queue"] = df["queue"]
     df["queue"] = _label_noise(df, rng, noise_rate)
     df["label_noise"] = df["queue"] != df["true_queue"]
-    if messy: df = _add_export_noise(df, rng)
+    if messy:
+        df = _add_export_noise(df, rng)
     return df
 
 
 def _add_export_noise(df: pd.DataFrame, rng: random.Random) -> pd.DataFrame:
     "Replace ~1.5% of rows by what real exports contain: resent mails, double-routed copies, image-only bodies."
     n = len(df)
-    if n < 50: return df  # too few rows to spare
+    if n < 50:
+        return df  # too few rows to spare
     k_dup, k_conf, k_empty = max(1, n // 100), max(1, n // 400), max(1, n // 400)
-    victims = rng.sample(range(n), k=k_dup + k_conf + k_empty)       # rows that make room, keeping n fixed
+    victims = rng.sample(range(n), k=k_dup + k_conf + k_empty)  # rows that make room, keeping n fixed
     sources = [i for i in rng.sample(range(n), k=k_dup + k_conf + 10) if i not in victims][: k_dup + k_conf]
     df = df.copy()
     for j, (v, src) in enumerate(zip(victims, sources)):
         row = df.loc[src].copy()
         row["received_at"] = row["received_at"] + timedelta(minutes=rng.randint(1, 90))
         if j >= k_dup:  # the same mail, routed to a second queue by another agent
-            row["queue"] = rng.choice([q for q in _NEIGHBOURS[row["true_queue"]] if q != "streaming" or row["received_at"] >= STREAMING_LAUNCH])
+            row["queue"] = rng.choice(
+                [
+                    q
+                    for q in _NEIGHBOURS[row["true_queue"]]
+                    if q != "streaming" or row["received_at"] >= STREAMING_LAUNCH
+                ]
+            )
             row["label_noise"] = row["queue"] != row["true_queue"]
         row["id"] = df.at[v, "id"]
         df.loc[v] = row
-    for v in victims[k_dup + k_conf:]:
+    for v in victims[k_dup + k_conf :]:
         body = rng.choice(['<html><body><img src="cid:image001.png@01DA4F"></body></html>', "", "  "])
-        df.loc[v, ["subject", "body", "message", "message_masked", "quoted", "pii", "is_html", "quote_style", "has_signature"]] = [
-            "", body, "", "", "", "[]", body.startswith("<"), "", False]
+        df.loc[
+            v,
+            [
+                "subject",
+                "body",
+                "message",
+                "message_masked",
+                "quoted",
+                "pii",
+                "is_html",
+                "quote_style",
+                "has_signature",
+            ],
+        ] = ["", body, "", "", "", "[]", body.startswith("<"), "", False]
     return df.sort_values("received_at", kind="stable").reset_index(drop=True)

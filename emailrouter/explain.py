@@ -27,15 +27,16 @@ __all__ = ['log', 'SUSPECT', 'Explanation', 'Explainer', 'occlusion', 'faithfuln
 @dataclass
 class Explanation:
     "Word attributions for one text towards `target` (or the contrast `target` minus `versus`)."
+
     text: str
     words: list[str]
-    scores: np.ndarray           # one signed attribution per word; positive speaks for the target
-    seen: np.ndarray             # whether the model's own truncation keeps the word
+    scores: np.ndarray  # one signed attribution per word; positive speaks for the target
+    seen: np.ndarray  # whether the model's own truncation keeps the word
     target: str
     predicted: str
-    score: float                 # the model's (calibrated) score for `predicted`
+    score: float  # the model's (calibrated) score for `predicted`
     target_score: float
-    delta: float                 # largest absolute convergence delta over the windows
+    delta: float  # largest absolute convergence delta over the windows
     windows: int = 1
     versus: str | None = None
 
@@ -45,30 +46,48 @@ class Explanation:
         return [(self.words[i], float(self.scores[i])) for i in order]
 
     def to_html(self) -> str:
-        "The text with each word shaded by its attribution (green for, red against), and a header naming queues and scores."
+        """The text with each word shaded by its attribution (green for, red against), and a header naming queues and
+        scores."""
         scale = float(np.abs(self.scores).max()) or 1.0
         spans = []
         for w, s, seen in zip(self.words, self.scores, self.seen):
             a = min(abs(s) / scale, 1.0) * 0.8
             colour = f"rgba(26,150,65,{a:.2f})" if s > 0 else f"rgba(215,48,39,{a:.2f})"
-            style = f"background:{colour};padding:1px 2px;border-radius:3px" + ("" if seen else ";opacity:0.55;text-decoration:underline dotted")
+            style = f"background:{colour};padding:1px 2px;border-radius:3px" + (
+                "" if seen else ";opacity:0.55;text-decoration:underline dotted"
+            )
             spans.append(f'<span title="{s:+.3f}" style="{style}">{_html.escape(w)}</span>')
         what = f"{_html.escape(self.target)}" + (f" rather than {_html.escape(self.versus)}" if self.versus else "")
-        head = (f'<div style="font-family:sans-serif;font-size:12px;color:#555">predicted <b>{_html.escape(self.predicted)}</b> '
-                f'({self.score:.2f}); attributions towards <b>{what}</b> ({self.target_score:.2f}); {self.windows} window(s); '
-                f'convergence delta {self.delta:.3f}</div>')
+        head = (
+            '<div style="font-family:sans-serif;font-size:12px;color:#555">predicted '
+            f"<b>{_html.escape(self.predicted)}</b> "
+            f"({self.score:.2f}); attributions towards <b>{what}</b> ({self.target_score:.2f}); {self.windows} "
+            "window(s); "
+            f"convergence delta {self.delta:.3f}</div>"
+        )
         return f'<div style="font-family:sans-serif;line-height:1.8;max-width:900px">{head}{" ".join(spans)}</div>'
 
-    def _repr_html_(self): return self.to_html()
+    def _repr_html_(self):
+        return self.to_html()
 
 # %% ../nbs/14_explain.ipynb #6ad0d4c9
 _WORD = re.compile(r"\S+")
 
+
 class Explainer:
     "Integrated-gradient word attributions for an `EmailRouter`'s queues (PyTorch weights, CPU or GPU)."
-    def __init__(self, router: EmailRouter, n_steps: int = 16, tolerance: float | None = 0.05, max_steps: int = 64,
-                 internal_batch_size: int = 64, windows_per_pass: int = 8):
+
+    def __init__(
+        self,
+        router: EmailRouter,
+        n_steps: int = 16,
+        tolerance: float | None = 0.05,
+        max_steps: int = 64,
+        internal_batch_size: int = 64,
+        windows_per_pass: int = 8,
+    ):
         from captum.attr import LayerIntegratedGradients
+
         self.router = router if router.model is not None else EmailRouter(router.model_dir, backend="torch")
         self.model, self.tok = self.router.model, self.router.tokenizer
         self.n_steps, self.tolerance, self.max_steps = n_steps, tolerance, max(max_steps, n_steps)
@@ -85,48 +104,68 @@ class Explainer:
         words = [(m.group(), m.span()) for m in _WORD.finditer(text)]
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         starts = np.array([s for _, (s, _) in words])
-        owner = np.array([max(0, np.searchsorted(starts, a, side="right") - 1) for a, _ in enc["offset_mapping"]], dtype=int)
+        owner = np.array(
+            [max(0, np.searchsorted(starts, a, side="right") - 1) for a, _ in enc["offset_mapping"]], dtype=int
+        )
         return [w for w, _ in words], [sp for _, sp in words], enc["input_ids"], owner
 
-    def _pass(self, windows: list[list[int]], targets: list[int], n_steps: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        "One batched integrated-gradients pass: token attributions of each window, its convergence delta and its relative error."
+    def _pass(
+        self, windows: list[list[int]], targets: list[int], n_steps: int
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """One batched integrated-gradients pass: token attributions of each window, its convergence delta and its
+        relative error."""
         dev, pad, k = self.model.device, self.tok.pad_token_id, len(self.prefix)
         n = max(len(w) for w in windows)
         rows, bases, masks = [], [], []
-        for ids in windows:   # right-padded to the longest window; the baseline replaces every text token with padding
+        for ids in windows:  # right-padded to the longest window; the baseline replaces every text token with padding
             fill, used = [pad] * (n - len(ids)), k + len(ids) + len(self.suffix)
             rows.append(self.prefix + list(ids) + self.suffix + fill)
             bases.append(self.prefix + [pad] * len(ids) + self.suffix + fill)
             masks.append([1] * used + [0] * len(fill))
         x, base, mask = (torch.tensor(v, device=dev) for v in (rows, bases, masks))
-        attr, delta = self.lig.attribute(x, baselines=base, additional_forward_args=(mask,), target=targets, n_steps=n_steps,
-                                         internal_batch_size=self.internal_batch_size, return_convergence_delta=True)
+        attr, delta = self.lig.attribute(
+            x,
+            baselines=base,
+            additional_forward_args=(mask,),
+            target=targets,
+            n_steps=n_steps,
+            internal_batch_size=self.internal_batch_size,
+            return_convergence_delta=True,
+        )
         tokens = attr.sum(-1).detach().cpu().numpy()
         delta = delta.detach().cpu().numpy()
         # relative error: |delta| over the score change it should account for, F(x) - F(baseline) = sum(attr) - delta
         change = np.abs(tokens.sum(1) - delta)
-        return [tokens[i, k:k + len(ids)] for i, ids in enumerate(windows)], np.abs(delta), np.abs(delta) / np.maximum(change, 1e-6)
+        return (
+            [tokens[i, k : k + len(ids)] for i, ids in enumerate(windows)],
+            np.abs(delta),
+            np.abs(delta) / np.maximum(change, 1e-6),
+        )
 
     def _attribute(self, windows: list[list[int]], targets: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
-        "Attributions and convergence deltas of windows, `windows_per_pass` at a time; windows whose relative error is above `tolerance` are redone with twice the steps, up to `max_steps`."
+        """Attributions and convergence deltas of windows, `windows_per_pass` at a time; windows whose relative error
+        is above `tolerance` are redone with twice the steps, up to `max_steps`."""
         out, deltas = [None] * len(windows), np.zeros(len(windows))
         todo, steps = list(range(len(windows))), self.n_steps
         while todo:
             redo = []
             for at in range(0, len(todo), self.windows_per_pass):
-                idx = todo[at:at + self.windows_per_pass]
+                idx = todo[at : at + self.windows_per_pass]
                 attrs, d, rel = self._pass([windows[i] for i in idx], [targets[i] for i in idx], steps)
                 for i, a, di, r in zip(idx, attrs, d, rel):
                     out[i], deltas[i] = a, di
-                    if self.tolerance is not None and r > self.tolerance and steps * 2 <= self.max_steps: redo.append(i)
+                    if self.tolerance is not None and r > self.tolerance and steps * 2 <= self.max_steps:
+                        redo.append(i)
             todo, steps = redo, steps * 2
         return out, deltas
 
     def _seen(self, ids: list[int], n_words: int, owner: np.ndarray) -> np.ndarray:
         "Which words the model's own truncation (head, or head and tail, as `encode` cuts) keeps."
-        if len(ids) <= self.window: return np.ones(n_words, bool)
+        if len(ids) <= self.window:
+            return np.ones(n_words, bool)
         pos = np.arange(len(ids))
-        if self.router.truncation == "head": tokens = pos < self.window
+        if self.router.truncation == "head":
+            tokens = pos < self.window
         else:
             head = int(round(self.window * self.router.head_share))
             tokens = (pos < head) | (pos >= len(ids) - (self.window - head))
@@ -134,36 +173,55 @@ class Explainer:
         seen[owner[tokens]] = True
         return seen
 
-    def explain(self, texts: str | list[str], target: str | None = None, versus: str | None = None) -> list[Explanation]:
-        "Word attributions of each (cleaned) text towards `target` (default: the predicted queue), minus those towards `versus`."
+    def explain(
+        self, texts: str | list[str], target: str | None = None, versus: str | None = None
+    ) -> list[Explanation]:
+        """Word attributions of each (cleaned) text towards `target` (default: the predicted queue), minus those
+        towards `versus`."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         labels = self.router.labels
         for q in (target, versus):
-            if q is not None and q not in labels: raise ValueError(f"unknown queue {q!r}; the model routes to {labels}")
+            if q is not None and q not in labels:
+                raise ValueError(f"unknown queue {q!r}; the model routes to {labels}")
         self.model.eval()
         probs = softmax(self.router.predict_logits(texts), self.router.temperature)
-        parsed, jobs = [], []   # jobs: (text index, first token of the window, its ids, queue, sign)
+        parsed, jobs = [], []  # jobs: (text index, first token of the window, its ids, queue, sign)
         for n, (text, p) in enumerate(zip(texts, probs)):
             words, _, ids, owner = self._words(text)
             t = labels.index(target) if target else int(p.argmax())
             parsed.append((words, ids, owner, t))
             for start in range(0, max(len(ids), 1), self.window):
-                chunk = ids[start:start + self.window]
-                if not chunk: continue
+                chunk = ids[start : start + self.window]
+                if not chunk:
+                    continue
                 jobs.append((n, start, chunk, t, 1.0))
-                if versus is not None: jobs.append((n, start, chunk, labels.index(versus), -1.0))
+                if versus is not None:
+                    jobs.append((n, start, chunk, labels.index(versus), -1.0))
         attrs, deltas = self._attribute([j[2] for j in jobs], [j[3] for j in jobs]) if jobs else ([], np.zeros(0))
         scores = [np.zeros(len(w)) for w, *_ in parsed]
         worst = np.zeros(len(texts))
         for (n, start, chunk, _, sign), a, d in zip(jobs, attrs, deltas):
-            np.add.at(scores[n], parsed[n][2][start:start + len(chunk)], sign * a)
+            np.add.at(scores[n], parsed[n][2][start : start + len(chunk)], sign * a)
             worst[n] = max(worst[n], d)
         out = []
         for n, (text, p) in enumerate(zip(texts, probs)):
             words, ids, owner, t = parsed[n]
             pred = int(p.argmax())
-            out.append(Explanation(text, words, scores[n], self._seen(ids, len(words), owner), labels[t], labels[pred], float(p[pred]),
-                                   float(p[t]), float(worst[n]), max(1, -(-len(ids) // self.window)), versus))
+            out.append(
+                Explanation(
+                    text,
+                    words,
+                    scores[n],
+                    self._seen(ids, len(words), owner),
+                    labels[t],
+                    labels[pred],
+                    float(p[pred]),
+                    float(p[t]),
+                    float(worst[n]),
+                    max(1, -(-len(ids) // self.window)),
+                    versus,
+                )
+            )
         return out
 
     def contrast(self, text: str, target: str, versus: str) -> Explanation:
@@ -174,21 +232,27 @@ class Explainer:
 def _probs(router: EmailRouter, texts: list[str]) -> np.ndarray:
     return softmax(router.predict_logits(texts), router.temperature)
 
+
 def occlusion(router: EmailRouter, text: str, target: int) -> np.ndarray:
     "Each word's drop in the target's probability when that word alone is deleted."
     words = text.split()
-    variants = [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+    variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
     p = _probs(router, [text] + variants)[:, target]
     return p[0] - p[1:]
 
+
 def faithfulness(explainer: Explainer, texts: list[str], share: float = 0.2, seed: int = 0) -> pd.DataFrame:
-    "Comprehensiveness and sufficiency of the top `share` of words by integrated gradients, random choice and occlusion."
+    """Comprehensiveness and sufficiency of the top `share` of words by integrated gradients, random choice and
+    occlusion."""
     rng, router, rows = np.random.default_rng(seed), explainer.router, []
     for e in explainer.explain(texts):
         words, t = e.words, explainer.router.labels.index(e.target)
         k = max(1, int(round(share * len(words))))
-        picks = {"integrated gradients": np.argsort(-e.scores)[:k], "random words": rng.choice(len(words), k, replace=False),
-                 "occlusion": np.argsort(-occlusion(router, " ".join(words), t))[:k]}
+        picks = {
+            "integrated gradients": np.argsort(-e.scores)[:k],
+            "random words": rng.choice(len(words), k, replace=False),
+            "occlusion": np.argsort(-occlusion(router, " ".join(words), t))[:k],
+        }
         for method, idx in picks.items():
             top = set(idx.tolist())
             without = " ".join(w for i, w in enumerate(words) if i not in top) or "."
@@ -198,21 +262,42 @@ def faithfulness(explainer: Explainer, texts: list[str], share: float = 0.2, see
     return pd.DataFrame(rows).groupby("method")[["comprehensiveness", "sufficiency"]].mean()
 
 # %% ../nbs/14_explain.ipynb #5cd8261a
-SUSPECT = re.compile(r"^(\[(" + "|".join(p.strip("[]") for p in PLACEHOLDERS.values()) + r"|SEP)\]|\d[\d.,:/-]*|tele|danmark|kundeservice|"
-                     r"mvh\.?|hilsen|hilsner|venlig|venlige|regards|tak|hej|sendt|iphone)$", re.I)
+SUSPECT = re.compile(
+    r"^(\[("
+    + "|".join(p.strip("[]") for p in PLACEHOLDERS.values())
+    + r"|SEP)\]|\d[\d.,:/-]*|tele|danmark|kundeservice|"
+    r"mvh\.?|hilsen|hilsner|venlig|venlige|regards|tak|hej|sendt|iphone)$",
+    re.I,
+)
+
 
 def queue_evidence(explanations: list[Explanation], top: int = 15) -> pd.DataFrame:
     "Per predicted queue, the `top` words by summed positive attribution, with their share of the queue's evidence."
-    rows = [(e.predicted, re.sub(r"[^\w\[\]+]+$|^[^\w\[]+", "", w.lower()), s)
-            for e in explanations for w, s in zip(e.words, e.scores) if s > 0]
+    rows = [
+        (e.predicted, re.sub(r"[^\w\[\]+]+$|^[^\w\[]+", "", w.lower()), s)
+        for e in explanations
+        for w, s in zip(e.words, e.scores)
+        if s > 0
+    ]
     df = pd.DataFrame(rows, columns=["queue", "word", "attribution"])
     df = df[df["word"] != ""]
     total = df.groupby("queue")["attribution"].transform("sum")
-    df = df.assign(share=df["attribution"] / total).groupby(["queue", "word"], as_index=False)[["attribution", "share"]].sum()
-    return df.sort_values(["queue", "attribution"], ascending=[True, False]).groupby("queue").head(top).reset_index(drop=True)
+    df = (
+        df.assign(share=df["attribution"] / total)
+        .groupby(["queue", "word"], as_index=False)[["attribution", "share"]]
+        .sum()
+    )
+    return (
+        df.sort_values(["queue", "attribution"], ascending=[True, False])
+        .groupby("queue")
+        .head(top)
+        .reset_index(drop=True)
+    )
+
 
 def leakage(explanations: list[Explanation], limit: float = 0.25) -> pd.DataFrame:
-    "Per predicted queue: share of positive attribution on words that should not decide routing, and whether it is above `limit`."
+    """Per predicted queue: share of positive attribution on words that should not decide routing, and whether it is
+    above `limit`."""
     rows = []
     for e in explanations:
         pos = np.clip(e.scores, 0, None)
@@ -226,9 +311,11 @@ def leakage(explanations: list[Explanation], limit: float = 0.25) -> pd.DataFram
 # %% ../nbs/14_explain.ipynb #dca451f6
 def timing(explainer: Explainer, texts: list[str], repeat: int = 3) -> float:
     "Median seconds to explain one of `texts` (each explained on its own)."
-    explainer.explain(texts[:1])                      # warm-up
+    explainer.explain(texts[:1])  # warm-up
     runs = []
     for _ in range(repeat):
         for t in texts:
-            t0 = time.perf_counter(); explainer.explain([t]); runs.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            explainer.explain([t])
+            runs.append(time.perf_counter() - t0)
     return float(np.median(runs))

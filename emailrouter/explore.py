@@ -27,6 +27,7 @@ def queue_table(data: EmailData) -> pd.DataFrame:
     t.loc["total"] = t.sum()
     return t
 
+
 def plot_queue_sizes(data: EmailData, title: str | None = None) -> Figure:
     "Horizontal bars: mails per queue over all splits, largest first, with the largest/smallest ratio."
     sizes = queue_table(data).drop(index="total")["total"]
@@ -34,7 +35,9 @@ def plot_queue_sizes(data: EmailData, title: str | None = None) -> Figure:
     ax = fig.subplots()
     ax.barh(sizes.index[::-1], sizes.values[::-1], color="#4c72b0")
     ax.set_xlabel("mails")
-    ax.set_title(title or f"Mails per queue ({data.source}); largest/smallest = {sizes.max() / max(sizes.min(), 1):.1f}")
+    ax.set_title(
+        title or f"Mails per queue ({data.source}); largest/smallest = {sizes.max() / max(sizes.min(), 1):.1f}"
+    )
     fig.tight_layout()
     return fig
 
@@ -42,30 +45,42 @@ def plot_queue_sizes(data: EmailData, title: str | None = None) -> Figure:
 def monthly_shares(data: EmailData) -> pd.DataFrame:
     "Share of each month's mail per queue (rows: months, columns: queues); needs a timestamp column."
     df = pd.concat([data.frame(k) for k in data.splits])
-    if "timestamp" not in df: raise ValueError("the data has no timestamp column, so there is no time to look at")
+    if "timestamp" not in df:
+        raise ValueError("the data has no timestamp column, so there is no time to look at")
     counts = df.assign(month=df["timestamp"].dt.to_period("M")).groupby(["month", "queue"]).size().unstack(fill_value=0)
     return counts.div(counts.sum(axis=1), axis=0)
 
-def plot_monthly_shares(data: EmailData, queues: list[str] | None = None, k: int = 4, title: str | None = None) -> Figure:
+
+def plot_monthly_shares(
+    data: EmailData, queues: list[str] | None = None, k: int = 4, title: str | None = None
+) -> Figure:
     "Lines of monthly queue shares for `queues`, or for the `k` queues whose share moves most."
     share = monthly_shares(data)
     queues = queues or list((share.max() - share.min()).sort_values(ascending=False).index[:k])
     fig = Figure(figsize=(9, 3.8))
     ax = fig.subplots()
     x = share.index.to_timestamp()
-    for q in queues: ax.plot(x, share[q], marker="o", label=q)
-    ax.set_ylabel("share of the month's mail"); ax.legend(loc="upper left", fontsize=8)
+    for q in queues:
+        ax.plot(x, share[q], marker="o", label=q)
+    ax.set_ylabel("share of the month's mail")
+    ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title or "Queue shares by month (the queues that move most)")
-    fig.autofmt_xdate(); fig.tight_layout()
+    fig.autofmt_xdate()
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/06_explore.ipynb #3074a4bb
 def token_lengths(data: EmailData, tokenizer, split: str | None = None) -> pd.DataFrame:
     "Tokens per mail, raw (subject + body) and cleaned (`text`), for one split or all; one row per mail."
-    df = data.frame(split) if split else pd.concat([data.frame(k).assign(split=k) for k in data.splits], ignore_index=True)
+    df = (
+        data.frame(split)
+        if split
+        else pd.concat([data.frame(k).assign(split=k) for k in data.splits], ignore_index=True)
+    )
     count = lambda texts: [len(x) for x in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
     raw = (df["subject"].fillna("") + " " + df["body"].fillna("")).str.strip()
     return pd.DataFrame({"queue": df["queue"].to_numpy(), "tokens_raw": count(raw), "tokens_clean": count(df["text"])})
+
 
 def plot_token_lengths(lengths: pd.DataFrame, max_length: int | None = None, clip: int = 700) -> Figure:
     "Histograms of raw and cleaned token counts, with the model's budget marked."
@@ -77,49 +92,81 @@ def plot_token_lengths(lengths: pd.DataFrame, max_length: int | None = None, cli
     if max_length:
         over = (lengths["tokens_clean"] > max_length - 2).mean()
         ax.axvline(max_length, color="black", ls="--", lw=1)
-        ax.text(max_length, ax.get_ylim()[1] * 0.9, f" budget {max_length}: {over:.1%} of cleaned mails cut", fontsize=8)
-    ax.set_xlabel(f"tokens per mail ({clip} = {clip} or more)"); ax.set_ylabel("mails"); ax.legend()
-    ax.set_title("Tokens per mail before and after cleaning"); fig.tight_layout()
+        ax.text(
+            max_length, ax.get_ylim()[1] * 0.9, f" budget {max_length}: {over:.1%} of cleaned mails cut", fontsize=8
+        )
+    ax.set_xlabel(f"tokens per mail ({clip} = {clip} or more)")
+    ax.set_ylabel("mails")
+    ax.legend()
+    ax.set_title("Tokens per mail before and after cleaning")
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/06_explore.ipynb #18f0d76e
 def language_mix(data: EmailData) -> pd.DataFrame:
     "Share of each detected language (rows) per split (columns), on the cleaned text."
     from emailrouter.text import detect_language
-    shares = {k: data.frame(k)["text"].map(lambda t: detect_language(t)[0] or "?").value_counts(normalize=True) for k in data.splits}
+
+    shares = {
+        k: data.frame(k)["text"].map(lambda t: detect_language(t)[0] or "?").value_counts(normalize=True)
+        for k in data.splits
+    }
     return pd.DataFrame(shares).fillna(0.0).sort_values(next(iter(data.splits)), ascending=False)
 
 # %% ../nbs/06_explore.ipynb #d4dd2a7c
 _DIGITS_AND_TAGS = re.compile(r"\[[A-Z]+\]|\d+")
 
+
 def cross_split_duplicates(data: EmailData, threshold: float = 0.9) -> pd.DataFrame:
-    "Validation/test mails whose cleaned text is at least `threshold` cosine-similar to a training mail, most similar first."
+    """Validation/test mails whose cleaned text is at least `threshold` cosine-similar to a training mail, most
+    similar first."""
     from sklearn.feature_extraction.text import TfidfVectorizer
+
     norm = lambda t: _DIGITS_AND_TAGS.sub(" ", t.lower())
     train = data.frame("train")
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, preprocessor=norm).fit(train["text"])
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, preprocessor=norm).fit(
+        train["text"]
+    )
     t = vec.transform(train["text"])
     rows = []
     for split in [k for k in data.splits if k != "train"]:
         d = data.frame(split)
-        if d.empty: continue
+        if d.empty:
+            continue
         sim = (vec.transform(d["text"]) @ t.T).tocsr()
         best = np.asarray(sim.argmax(axis=1)).ravel()
         score = np.asarray(sim.max(axis=1).todense()).ravel()
         for i in np.flatnonzero(score >= threshold):
-            rows.append(dict(split=split, id=d["id"].iat[i], train_id=train["id"].iat[best[i]], similarity=round(float(score[i]), 4),
-                             same_queue=d["queue"].iat[i] == train["queue"].iat[best[i]]))
-    return pd.DataFrame(rows, columns=["split", "id", "train_id", "similarity", "same_queue"]).sort_values("similarity", ascending=False, ignore_index=True)
+            rows.append(
+                dict(
+                    split=split,
+                    id=d["id"].iat[i],
+                    train_id=train["id"].iat[best[i]],
+                    similarity=round(float(score[i]), 4),
+                    same_queue=d["queue"].iat[i] == train["queue"].iat[best[i]],
+                )
+            )
+    return pd.DataFrame(rows, columns=["split", "id", "train_id", "similarity", "same_queue"]).sort_values(
+        "similarity", ascending=False, ignore_index=True
+    )
+
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
+
 def sentence_overlap(data: EmailData, min_words: int = 4) -> pd.DataFrame:
-    "Per held-out mail with sentences of `min_words`+ words: how many, the share seen word for word in training, whether all were."
-    split = lambda t: [x.strip() for x in _SENTENCE.split(t.partition(SUBJECT_SEP)[2] or t) if len(x.split()) >= min_words]
+    """Per held-out mail with sentences of `min_words`+ words: how many, the share seen word for word in training,
+    whether all were."""
+    split = lambda t: [
+        x.strip() for x in _SENTENCE.split(t.partition(SUBJECT_SEP)[2] or t) if len(x.split()) >= min_words
+    ]
     seen = {x for t in data.frame("train")["text"] for x in split(t)}
     rows = []
     for k in [k for k in data.splits if k != "train"]:
         for i, t in zip(data.frame(k)["id"], data.frame(k)["text"]):
             flags = [x in seen for x in split(t)]
-            if flags: rows.append(dict(split=k, id=i, sentences=len(flags), seen_share=float(np.mean(flags)), only_seen=all(flags)))
+            if flags:
+                rows.append(
+                    dict(split=k, id=i, sentences=len(flags), seen_share=float(np.mean(flags)), only_seen=all(flags))
+                )
     return pd.DataFrame(rows, columns=["split", "id", "sentences", "seen_share", "only_seen"])

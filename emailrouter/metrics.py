@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import datasets   # evaluate imports it anyway; `RoutingMetrics` is an evaluate module, loaded by path
+import datasets  # evaluate imports it anyway; `RoutingMetrics` is an evaluate module, loaded by path
 import evaluate
 import numpy as np
 import pandas as pd
@@ -24,12 +24,16 @@ def calibration_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) ->
     conf, right = probs.max(1), probs.argmax(1) == labels
     b = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     df = pd.DataFrame({"bin": b, "confidence": conf, "accuracy": right.astype(float)})
-    return df.groupby("bin").agg(confidence=("confidence", "mean"), accuracy=("accuracy", "mean"), count=("accuracy", "size"))
+    return df.groupby("bin").agg(
+        confidence=("confidence", "mean"), accuracy=("accuracy", "mean"), count=("accuracy", "size")
+    )
+
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     "ECE: the count-weighted mean gap between accuracy and mean top score over equal-width score bins."
     bins = calibration_bins(probs, labels, n_bins)
     return float((bins["count"] * (bins["accuracy"] - bins["confidence"]).abs()).sum() / max(bins["count"].sum(), 1))
+
 
 def ece_by_chance(probs: np.ndarray, n_bins: int = 15, draws: int = 500, seed: int = 0) -> tuple[float, float]:
     """Mean and 95th percentile of the ECE a perfectly calibrated model with these top scores would show on this many
@@ -39,76 +43,112 @@ def ece_by_chance(probs: np.ndarray, n_bins: int = 15, draws: int = 500, seed: i
     gap_sum = np.bincount(b, weights=conf, minlength=n_bins)
     right = np.random.default_rng(seed).random((draws, len(conf))) < conf
     hits = np.stack([np.bincount(b, weights=r, minlength=n_bins) for r in right])
-    eces = np.abs(hits - gap_sum).sum(1) / max(len(conf), 1)   # per bin: |right - sum of scores| = count * |accuracy - confidence|
+    eces = np.abs(hits - gap_sum).sum(1) / max(
+        len(conf), 1
+    )  # per bin: |right - sum of scores| = count * |accuracy - confidence|
     return float(eces.mean()), float(np.quantile(eces, 0.95))
 
+
 def routed(probs: np.ndarray, thresholds: float | dict) -> np.ndarray:
-    "True where the top score clears the threshold: one number for all queues, or {queue id: threshold} (missing ids: 'global')."
+    """True where the top score clears the threshold: one number for all queues, or {queue id: threshold} (missing
+    ids: 'global')."""
     probs = np.asarray(probs, dtype=float)
     pred, conf = probs.argmax(1), probs.max(1)
-    if not isinstance(thresholds, dict): return conf >= thresholds
+    if not isinstance(thresholds, dict):
+        return conf >= thresholds
     t = np.array([thresholds.get(int(q), thresholds.get(str(q), thresholds.get("global", 0.5))) for q in pred])
     return conf >= t
 
 # %% ../nbs/04_metrics.ipynb #68b7041f
-_DESCRIPTION = "Routing metrics for e-mail queues: accuracy, F1, top-k, per-queue scores, calibration error, coverage at a threshold."
+_DESCRIPTION = (
+    "Routing metrics for e-mail queues: accuracy, F1, top-k, per-queue scores, calibration error, "
+    "coverage at a threshold."
+)
 _INPUTS = """predictions: class probabilities (n, queues) or predicted queue ids (n,); references: true queue ids
 (n,), a queue the model does not know as -1 or an id past its queues (one id per such queue). Keyword arguments: top_k
 (3), threshold (a number, or {queue id: number, "global": number}), labels (queue names, for per_queue), n_bins (15,
 for ece)."""
 
+
 class RoutingMetrics(evaluate.Metric):
-    "The routing metrics as a Hugging Face `evaluate` metric; from probabilities, all of them, from ids, those that need no scores."
+    """The routing metrics as a Hugging Face `evaluate` metric; from probabilities, all of them, from ids, those that
+    need no scores."""
+
     def _info(self):
         return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation="", inputs_description=_INPUTS,
-            features=[datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}),
-                      datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")})])
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_INPUTS,
+            features=[
+                datasets.Features(
+                    {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
+                ),
+                datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            ],
+        )
 
     def _compute(self, predictions, references, top_k: int = 3, threshold=None, labels=None, n_bins: int = 15):
         from sklearn.metrics import f1_score, precision_recall_fscore_support
+
         y = np.asarray(references)
         probs = np.asarray(predictions, dtype=float) if len(predictions) and np.ndim(predictions[0]) else None
         pred = probs.argmax(1) if probs is not None else np.asarray(predictions)
-        if probs is not None: known = list(range(probs.shape[1]))
-        elif labels: known = list(range(len(labels)))
-        else: known = sorted(set(y[y >= 0].tolist()) | set(pred.tolist()))
+        if probs is not None:
+            known = list(range(probs.shape[1]))
+        elif labels:
+            known = list(range(len(labels)))
+        else:
+            known = sorted(set(y[y >= 0].tolist()) | set(pred.tolist()))
         # a queue the model lacks is always wrong, and in both F1s a queue of its own: accuracy's mails and queues
         ids = known + sorted(set(y.tolist()) - set(known))
-        out = {"accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-               "macro_f1": float(f1_score(y, pred, labels=ids, average="macro", zero_division=0)),
-               "weighted_f1": float(f1_score(y, pred, labels=ids, average="weighted", zero_division=0))}
+        out = {
+            "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+            "macro_f1": float(f1_score(y, pred, labels=ids, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(y, pred, labels=ids, average="weighted", zero_division=0)),
+        }
         if probs is not None:
             order = np.argsort(-probs, axis=1)[:, :top_k]
             out[f"top{top_k}_accuracy"] = float((order == y[:, None]).any(1).mean())
             out["ece"] = expected_calibration_error(probs, y, n_bins)
-            out["nll"] = (float(-np.log(np.clip(probs[np.arange(len(y)), np.clip(y, 0, None)], 1e-12, 1)).mean())
-                          if np.isin(y, known).all() else float("nan"))
+            out["nll"] = (
+                float(-np.log(np.clip(probs[np.arange(len(y)), np.clip(y, 0, None)], 1e-12, 1)).mean())
+                if np.isin(y, known).all()
+                else float("nan")
+            )
             if threshold is not None:
                 auto = routed(probs, threshold)
                 out["coverage"] = float(auto.mean())
                 out["routed_accuracy"] = float((pred == y)[auto].mean()) if auto.any() else float("nan")
         if labels is not None:
             p, r, f, s = precision_recall_fscore_support(y, pred, labels=ids, zero_division=0)
-            out["per_queue"] = {labels[q]: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]),
-                                            "support": int(s[k])} for k, q in enumerate(ids) if 0 <= q < len(labels)}
+            out["per_queue"] = {
+                labels[q]: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]), "support": int(s[k])}
+                for k, q in enumerate(ids)
+                if 0 <= q < len(labels)
+            }
         return out
+
 
 @lru_cache(maxsize=1)
 def routing_metrics() -> evaluate.EvaluationModule:
     "The `RoutingMetrics` module, loaded once from the installed package (no network needed)."
     import emailrouter.metrics as m
+
     return evaluate.load(str(Path(m.__file__).resolve()))
 
 # %% ../nbs/04_metrics.ipynb #e8c6c574
 def route_metrics(pred, true, **kwargs) -> dict[str, float]:
-    "accuracy, macro_f1 and weighted_f1 (and more with probabilities, `threshold` or queue `labels`) from the `RoutingMetrics` module."
-    if len(true) == 0: raise ValueError("no mails to score: the metrics need at least one labelled mail")
+    """accuracy, macro_f1 and weighted_f1 (and more with probabilities, `threshold` or queue `labels`) from the
+    `RoutingMetrics` module."""
+    if len(true) == 0:
+        raise ValueError("no mails to score: the metrics need at least one labelled mail")
     return routing_metrics().compute(predictions=np.asarray(pred), references=np.asarray(true), **kwargs)
+
 
 def queue_report(pred, true, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(per-queue precision/recall/F1/support, confusion matrix) for predicted and true ids over the queues `names`."
     from sklearn.metrics import confusion_matrix
+
     m = route_metrics(pred, true, labels=list(names))
     rep = pd.DataFrame(m["per_queue"]).T
     rep.loc["macro avg"] = [rep["precision"].mean(), rep["recall"].mean(), m["macro_f1"], rep["support"].sum()]
@@ -117,15 +157,26 @@ def queue_report(pred, true, names: list[str]) -> tuple[pd.DataFrame, pd.DataFra
 
 # %% ../nbs/04_metrics.ipynb #6d3f498a
 def confusion_figure(cm: pd.DataFrame, title: str = "confusion matrix"):
-    "A matplotlib `Figure`: a heat map of a confusion matrix (rows: true queue, columns: predicted), counts in the cells."
+    """A matplotlib `Figure`: a heat map of a confusion matrix (rows: true queue, columns: predicted), counts in the
+    cells."""
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(1.0 + 0.55 * len(cm), 0.8 + 0.5 * len(cm)))
     ax = fig.subplots()
     ax.imshow(cm.values, cmap="Blues")
     ax.set_xticks(range(len(cm)), cm.columns, rotation=60, ha="right")
     ax.set_yticks(range(len(cm)), cm.index)
     for (i, j), v in np.ndenumerate(cm.values):
-        if v: ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8, color="white" if v > cm.values.max() / 2 else "black")
+        if v:
+            ax.text(
+                j,
+                i,
+                f"{v:g}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if v > cm.values.max() / 2 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from .core import DEFAULT_MAX_LENGTH, Settings, load_settings, quiet_libraries
 from .text import clean_email
 
 log = logging.getLogger("emailrouter.model")
-REVIEW_QUEUE = Settings.model_fields["review_queue"].default   # where a mail under its threshold goes
+REVIEW_QUEUE = Settings.model_fields["review_queue"].default  # where a mail under its threshold goes
 
 # %% auto #0
 __all__ = ['log', 'REVIEW_QUEUE', 'ONNX_DIR', 'PARITY_FILE', 'ONNX_FILE', 'FP32_FILE', 'ONNX_VARIANTS', 'RESCORE_MARGINS',
@@ -30,12 +31,20 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     "The ids of the special tokens the tokenizer puts before and after one text (e.g. [CLS] ... [SEP])."
     bare = tokenizer("a", add_special_tokens=False)["input_ids"]
     wrapped = tokenizer("a")["input_ids"]
-    pre = next(i for i in range(len(wrapped)) if wrapped[i:i + len(bare)] == bare)
-    return wrapped[:pre], wrapped[pre + len(bare):]
+    pre = next(i for i in range(len(wrapped)) if wrapped[i : i + len(bare)] == bare)
+    return wrapped[:pre], wrapped[pre + len(bare) :]
 
-def encode(tokenizer, texts: list[str], max_length: int, truncation: str = "head", head_share: float = 0.25,
-           counts: bool = False) -> dict | tuple[dict, list[int]]:
-    """Token ids and attention masks for `texts`, cut to `max_length` by head or head+tail truncation; with `counts`, also
+
+def encode(
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    truncation: str = "head",
+    head_share: float = 0.25,
+    counts: bool = False,
+) -> dict | tuple[dict, list[int]]:
+    """Token ids and attention masks for `texts`, cut to `max_length` by head or head+tail truncation; with `counts`,
+       also
     each text's token count before the cut (one tokenizer call either way)."""
     n_pre, n_post = map(len, special_tokens(tokenizer))
     budget = max_length - n_pre - n_post
@@ -44,11 +53,12 @@ def encode(tokenizer, texts: list[str], max_length: int, truncation: str = "head
     n = [len(x) for x in out["input_ids"]]
     for i, x in enumerate(out["input_ids"]):
         if len(x) > max_length:
-            inner = x[n_pre:len(x) - n_post]
-            x = x[:n_pre] + inner[:head] + inner[len(inner) - (budget - head):] + x[len(x) - n_post:]
+            inner = x[n_pre : len(x) - n_post]
+            x = x[:n_pre] + inner[:head] + inner[len(inner) - (budget - head) :] + x[len(x) - n_post :]
             out["input_ids"][i] = x
             out["attention_mask"][i] = [1] * len(x)
-            if "token_type_ids" in out: out["token_type_ids"][i] = [0] * len(x)
+            if "token_type_ids" in out:
+                out["token_type_ids"][i] = [0] * len(x)
     return (out, n) if counts else out
 
 # %% ../nbs/08_model.ipynb #9a1c44a6
@@ -56,47 +66,72 @@ import os
 import shutil
 
 ONNX_DIR, PARITY_FILE, ONNX_FILE, FP32_FILE = "onnx", "parity.json", "model.int8.onnx", "model.onnx"
-ONNX_VARIANTS = ("int8", "int8+fp32", "fp32")                 # fastest first
+ONNX_VARIANTS = ("int8", "int8+fp32", "fp32")  # fastest first
 RESCORE_MARGINS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
-MAX_RESCORED = 0.25                                          # beyond this, fp32 alone is about as fast
+MAX_RESCORED = 0.25  # beyond this, fp32 alone is about as fast
+
 
 class OnnxParityError(RuntimeError):
     "No ONNX variant kept PyTorch's answers closely enough; the export was refused."
 
+
 def ort_session(path: str | Path, threads: int = 0):
-    "An ONNX Runtime CPU session on `path`: all graph optimisations, `threads` intra-op threads (0: one per core) that do not spin."
+    """An ONNX Runtime CPU session on `path`: all graph optimisations, `threads` intra-op threads (0: one per core)
+    that do not spin."""
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
+
 def onnx_sessions(model_dir: str | Path, threads: int = 0) -> tuple[str, Any, Any, float]:
-    "(variant, session, fp32 session for near ties or None, margin) for the variant the export gate kept in `model_dir`."
+    """(variant, session, fp32 session for near ties or None, margin) for the variant the export gate kept in
+    `model_dir`."""
     folder = Path(model_dir) / ONNX_DIR
     parity = json.loads((folder / PARITY_FILE).read_text()) if (folder / PARITY_FILE).exists() else {}
-    variant = parity.get("variant", "int8")                     # exports from before the gate had only int8
+    variant = parity.get("variant", "int8")  # exports from before the gate had only int8
     path = folder / (FP32_FILE if variant == "fp32" else ONNX_FILE)
     if "refused" in parity or not path.exists():
         why = f" (the export was refused: {parity['refused']})" if "refused" in parity else ""
-        raise FileNotFoundError(f"no ONNX export in {model_dir}{why}; export one with emailrouter.model.export_onnx "
-                                "or serve with EMAILROUTER_SERVE_BACKEND=torch")
-    if variant != "int8+fp32": return variant, ort_session(path, threads), None, 0.0
-    return variant, ort_session(path, threads), ort_session(folder / FP32_FILE, threads), float(parity["rescore_margin"])
+        raise FileNotFoundError(
+            f"no ONNX export in {model_dir}{why}; export one with emailrouter.model.export_onnx "
+            "or serve with EMAILROUTER_SERVE_BACKEND=torch"
+        )
+    if variant != "int8+fp32":
+        return variant, ort_session(path, threads), None, 0.0
+    return (
+        variant,
+        ort_session(path, threads),
+        ort_session(folder / FP32_FILE, threads),
+        float(parity["rescore_margin"]),
+    )
+
 
 def quantize_int8(fp32: Path, out: Path):
-    "Write the int8 graph of `fp32` to `out`: weight multiplications int8 per output channel, activations per tensor at run time."
+    """Write the int8 graph of `fp32` to `out`: weight multiplications int8 per output channel, activations per
+    tensor at run time."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
     root = logging.getLogger()
     quiet = not root.handlers  # onnxruntime warns through the root logger, which would install a handler for good
-    if quiet: root.addHandler(logging.NullHandler())
+    if quiet:
+        root.addHandler(logging.NullHandler())
     try:
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True})
+        quantize_dynamic(
+            str(fp32),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
+        )
     finally:
-        if quiet: root.handlers.clear()
+        if quiet:
+            root.handlers.clear()
 
 # %% ../nbs/08_model.ipynb #197cbaba
 def top_margin(probs: np.ndarray) -> np.ndarray:
@@ -104,99 +139,172 @@ def top_margin(probs: np.ndarray) -> np.ndarray:
     top2 = np.sort(probs, axis=-1)[:, -2:] if probs.shape[-1] > 1 else np.concatenate([np.zeros_like(probs), probs], -1)
     return top2[:, 1] - top2[:, 0]
 
-def _gate(ref_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray | None, min_agreement: float, max_score_diff: float,
-          max_drop: float) -> dict[str, Any]:
-    "Agreement, mean calibrated top-score difference and accuracy of `probs` against PyTorch's `ref_probs`; 'refused' says why."
-    r = {"agreement": float((probs.argmax(-1) == ref_probs.argmax(-1)).mean()),
-         "mean_score_diff": float(np.abs(probs.max(-1) - ref_probs.max(-1)).mean())}
+
+def _gate(
+    ref_probs: np.ndarray,
+    probs: np.ndarray,
+    labels: np.ndarray | None,
+    min_agreement: float,
+    max_score_diff: float,
+    max_drop: float,
+) -> dict[str, Any]:
+    """Agreement, mean calibrated top-score difference and accuracy of `probs` against PyTorch's `ref_probs`;
+    'refused' says why."""
+    r = {
+        "agreement": float((probs.argmax(-1) == ref_probs.argmax(-1)).mean()),
+        "mean_score_diff": float(np.abs(probs.max(-1) - ref_probs.max(-1)).mean()),
+    }
     why = []
-    if r["agreement"] < min_agreement: why.append(f"top-1 agreement {r['agreement']:.4f} < {min_agreement}")
-    if r["mean_score_diff"] > max_score_diff: why.append(f"mean score difference {r['mean_score_diff']:.3g} > {max_score_diff:.3g}")
+    if r["agreement"] < min_agreement:
+        why.append(f"top-1 agreement {r['agreement']:.4f} < {min_agreement}")
+    if r["mean_score_diff"] > max_score_diff:
+        why.append(f"mean score difference {r['mean_score_diff']:.3g} > {max_score_diff:.3g}")
     if labels is not None:
         r["accuracy"] = float((probs.argmax(-1) == labels).mean())
         r["accuracy_drop"] = float((ref_probs.argmax(-1) == labels).mean()) - r["accuracy"]
-        if r["accuracy_drop"] > max_drop: why.append(f"accuracy {100 * r['accuracy_drop']:.2f} points below PyTorch's (limit {100 * max_drop:.1f})")
-    if why: r["refused"] = "; ".join(why)
+        if r["accuracy_drop"] > max_drop:
+            why.append(f"accuracy {100 * r['accuracy_drop']:.2f} points below PyTorch's (limit {100 * max_drop:.1f})")
+    if why:
+        r["refused"] = "; ".join(why)
     return r
 
+
 def _rescore_gate(near: np.ndarray, probs: dict[str, np.ndarray], gate) -> dict[str, Any]:
-    """The `int8+fp32` variant's gate: texts whose int8 top-two margin (`near`) is under a margin take fp32's scores. The
-    smallest margin of `RESCORE_MARGINS` that passes while at most `MAX_RESCORED` of the texts are scored twice, then one
+    """The `int8+fp32` variant's gate: texts whose int8 top-two margin (`near`) is under a margin take fp32's scores.
+       The
+    smallest margin of `RESCORE_MARGINS` that passes while at most `MAX_RESCORED` of the texts are scored twice, then
+    one
     step up as headroom for mail the gate did not see; the last one tried, with its refusal, when none passes."""
+
     def at(m):
         share = float((near < m).mean())
-        g = {"rescore_margin": m, "rescored_share": share, **gate(np.where((near < m)[:, None], probs["fp32"], probs["int8"]))}
+        g = {
+            "rescore_margin": m,
+            "rescored_share": share,
+            **gate(np.where((near < m)[:, None], probs["fp32"], probs["int8"])),
+        }
         if share > MAX_RESCORED:
-            g["refused"] = "; ".join(filter(None, [g.get("refused"), f"{share:.0%} of texts scored twice (limit {MAX_RESCORED:.0%})"]))
+            g["refused"] = "; ".join(
+                filter(None, [g.get("refused"), f"{share:.0%} of texts scored twice (limit {MAX_RESCORED:.0%})"])
+            )
         return g
+
     for i, m in enumerate(RESCORE_MARGINS):
         g = at(m)
-        if g["rescored_share"] > MAX_RESCORED: return g
-        if "refused" in g: continue
+        if g["rescored_share"] > MAX_RESCORED:
+            return g
+        if "refused" in g:
+            continue
         up = at(RESCORE_MARGINS[i + 1]) if i + 1 < len(RESCORE_MARGINS) else g
         return up if "refused" not in up else g
     return g
 
-def export_onnx(model_dir: str | Path, texts: list[str], labels: list[int] | None = None, min_agreement: float = 0.995,
-                max_score_diff: float = 0.01, max_drop: float = 0.005, variants: Iterable[str] = ONNX_VARIANTS,
-                opset: int = 17) -> dict[str, Any]:
+
+def export_onnx(
+    model_dir: str | Path,
+    texts: list[str],
+    labels: list[int] | None = None,
+    min_agreement: float = 0.995,
+    max_score_diff: float = 0.01,
+    max_drop: float = 0.005,
+    variants: Iterable[str] = ONNX_VARIANTS,
+    opset: int = 17,
+) -> dict[str, Any]:
     """Export `model_dir` to ONNX and keep the first of `variants` (fastest first) that keeps PyTorch's answers on the
     cleaned `texts`; returns the report also written to onnx/parity.json. Raises `OnnxParityError` when none does."""
     import torch
     from transformers import AutoModelForSequenceClassification
+
     model_dir = Path(model_dir)
     out = model_dir / ONNX_DIR
-    shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
-    if not len(texts): raise ValueError("export_onnx needs texts to check the export on (e.g. the validation split)")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    if not len(texts):
+        raise ValueError("export_onnx needs texts to check the export on (e.g. the validation split)")
     ref = EmailRouter(model_dir, backend="torch")
     with quiet_libraries():
         eager = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
-    sample = ref.tokenizer(["Hej, min regning er for høj", "Internettet virker ikke"], padding=True, return_tensors="pt")
+    sample = ref.tokenizer(
+        ["Hej, min regning er for høj", "Internettet virker ikke"], padding=True, return_tensors="pt"
+    )
     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample]
     import warnings
+
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        torch.onnx.export(eager, tuple(sample[k] for k in names), str(out / FP32_FILE), input_names=names,
-                          output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in names}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            eager,
+            tuple(sample[k] for k in names),
+            str(out / FP32_FILE),
+            input_names=names,
+            output_names=["logits"],
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in names}, "logits": {0: "batch"}},
+        )
     quantize_int8(out / FP32_FILE, out / ONNX_FILE)
     ref_probs, y = ref.predict_proba(texts), None if labels is None else np.asarray(labels)
     probs = {}
-    for name, f in (("int8", ONNX_FILE), ("fp32", FP32_FILE)):   # the router's ONNX path scores each graph
-        ref.session = ort_session(out / f); ref.input_names = [i.name for i in ref.session.get_inputs()]
-        try: probs[name] = ref.predict_proba(texts)
-        finally: ref.session = None
-    report: dict[str, Any] = {"n": len(texts), "min_agreement": min_agreement, "max_score_diff": max_score_diff, "candidates": {}}
-    if y is not None: report["torch_accuracy"] = float((ref_probs.argmax(-1) == y).mean())
+    for name, f in (("int8", ONNX_FILE), ("fp32", FP32_FILE)):  # the router's ONNX path scores each graph
+        ref.session = ort_session(out / f)
+        ref.input_names = [i.name for i in ref.session.get_inputs()]
+        try:
+            probs[name] = ref.predict_proba(texts)
+        finally:
+            ref.session = None
+    report: dict[str, Any] = {
+        "n": len(texts),
+        "min_agreement": min_agreement,
+        "max_score_diff": max_score_diff,
+        "candidates": {},
+    }
+    if y is not None:
+        report["torch_accuracy"] = float((ref_probs.argmax(-1) == y).mean())
     gate = lambda p: _gate(ref_probs, p, y, min_agreement, max_score_diff, max_drop)
     near = top_margin(probs["int8"])
     for v in variants:
         g = _rescore_gate(near, probs, gate) if v == "int8+fp32" else gate(probs[v])
         report["candidates"][v] = g
-        if "refused" not in g: report.update(variant=v, **g); break
+        if "refused" not in g:
+            report.update(variant=v, **g)
+            break
         log.info("ONNX %s refused: %s", v, g["refused"])
     if "variant" not in report:
         report["refused"] = "; ".join(f"{v}: {g['refused']}" for v, g in report["candidates"].items())
-        for f in (ONNX_FILE, FP32_FILE): (out / f).unlink(missing_ok=True)
-    elif report["variant"] == "fp32": (out / ONNX_FILE).unlink(missing_ok=True)
+        for f in (ONNX_FILE, FP32_FILE):
+            (out / f).unlink(missing_ok=True)
+    elif report["variant"] == "fp32":
+        (out / ONNX_FILE).unlink(missing_ok=True)
     (out / PARITY_FILE).write_text(json.dumps(report, indent=2))
-    if "refused" in report: raise OnnxParityError(report["refused"])
-    log.info("ONNX export: %s, agreement %.4f with PyTorch on %d texts, mean score difference %.4f", report["variant"],
-             report["agreement"], len(texts), report["mean_score_diff"])
+    if "refused" in report:
+        raise OnnxParityError(report["refused"])
+    log.info(
+        "ONNX export: %s, agreement %.4f with PyTorch on %d texts, mean score difference %.4f",
+        report["variant"],
+        report["agreement"],
+        len(texts),
+        report["mean_score_diff"],
+    )
     return report
 
 # %% ../nbs/08_model.ipynb #6c87ef9c
 ROUTER_FILE = "router.json"
 
+
 def has_torch() -> bool:
     "Whether PyTorch is installed: the inference install (no `train` extra) serves ONNX exports without it."
     import importlib.util
+
     return importlib.util.find_spec("torch") is not None
+
 
 def _need_torch(what: str):
     if not has_torch():
-        raise ModuleNotFoundError(f"{what} needs PyTorch, which this install lacks: serve the model's ONNX export "
-                                  "(EMAILROUTER_SERVE_BACKEND=auto or onnx) or install emailrouter[train]")
+        raise ModuleNotFoundError(
+            f"{what} needs PyTorch, which this install lacks: serve the model's ONNX export "
+            "(EMAILROUTER_SERVE_BACKEND=auto or onnx) or install emailrouter[train]"
+        )
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     "Row-wise softmax of `logits / temperature`, numerically stable."
@@ -204,22 +312,37 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.exp(z - z.max(-1, keepdims=True))
     return (z / z.sum(-1, keepdims=True)).astype(np.float32)
 
+
 def threshold_ids(thresholds: dict, labels: list[str], override: float | None = None) -> dict:
     """A model's thresholds ({"global": t, "per_queue": {queue: t}}) by queue id, as `metrics.routed` takes them:
     {queue id: threshold, "global": default}; `override`, one threshold for every queue, replaces them all."""
-    if override is not None: return {"global": float(override)}
+    if override is not None:
+        return {"global": float(override)}
     per = {labels.index(q): float(t) for q, t in thresholds.get("per_queue", {}).items() if q in labels}
     return {**per, "global": float(thresholds.get("global", 0.5))}
 
+
 class EmailRouter:
     "Route raw e-mails with a fine-tuned model folder."
-    def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
-                 batch_tokens: int = 1024, threads: int = 0):
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str = "cpu",
+        batch_size: int = 64,
+        backend: str = "torch",
+        batch_tokens: int = 1024,
+        threads: int = 0,
+    ):
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-        if backend not in ("torch", "onnx"): raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.model_dir, self.backend = Path(model_dir), backend
         if not (self.model_dir / "config.json").exists():
-            raise FileNotFoundError(f"no model in {self.model_dir} (config.json missing); train one with `emailrouter train --demo`")
+            raise FileNotFoundError(
+                f"no model in {self.model_dir} (config.json missing); train one with `emailrouter train --demo`"
+            )
         meta_path = self.model_dir / ROUTER_FILE
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         self.max_length = int(self.meta.get("max_length", DEFAULT_MAX_LENGTH))
@@ -242,16 +365,19 @@ class EmailRouter:
             self.input_names = [i.name for i in self.session.get_inputs()]
 
     def batches(self, lengths: list[int]) -> list[np.ndarray]:
-        "Indices of texts grouped into model calls: shortest first, each call at most `batch_tokens` padded tokens and `batch_size` texts."
+        """Indices of texts grouped into model calls: shortest first, each call at most `batch_tokens` padded tokens
+        and `batch_size` texts."""
         groups, cur = [], []
         for i in np.argsort(np.asarray(lengths), kind="stable"):
             if cur and ((len(cur) + 1) * lengths[i] > self.batch_tokens or len(cur) >= self.batch_size):
-                groups.append(np.array(cur)); cur = []
+                groups.append(np.array(cur))
+                cur = []
             cur.append(i)
         return groups + ([np.array(cur)] if cur else [])
 
     def predict_logits(self, texts: list[str]) -> np.ndarray:
-        """Raw logits (n, num_labels) for already-cleaned texts, tokenised in one call and scored in length-sorted batches;
+        """Raw logits (n, num_labels) for already-cleaned texts, tokenised in one call and scored in length-sorted
+           batches;
         with the `int8+fp32` export, near ties are scored again in fp32."""
         return self._predict(texts)[0]
 
@@ -263,11 +389,16 @@ class EmailRouter:
 
     def _predict(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         texts = list(texts)
-        enc, n = encode(self.tokenizer, texts, self.max_length, self.truncation, self.head_share, counts=True) if texts else ({}, [])
+        enc, n = (
+            encode(self.tokenizer, texts, self.max_length, self.truncation, self.head_share, counts=True)
+            if texts
+            else ({}, [])
+        )
         out = self._logits(enc, np.arange(len(texts)), self.session)
         if self.exact is not None and len(texts):
             near = np.flatnonzero(top_margin(softmax(out, self.temperature)) < self.rescore_margin)
-            if len(near): out[near] = self._logits(enc, near, self.exact)
+            if len(near):
+                out[near] = self._logits(enc, near, self.exact)
         return out, n
 
     def _logits(self, enc: dict, rows: np.ndarray, session) -> np.ndarray:
@@ -280,13 +411,15 @@ class EmailRouter:
                 out[idx] = session.run(None, {k: batch[k].astype(np.int64) for k in self.input_names})[0]
                 continue
             import torch
+
             batch = self.tokenizer.pad(part, return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 out[idx] = self.model(**batch).logits.float().cpu().numpy()
         return out
 
     def predict_proba(self, texts: list[str], calibrated: bool = True) -> np.ndarray:
-        "Class probabilities (n, num_labels) for already-cleaned texts, scaled by the model's temperature unless `calibrated=False`."
+        """Class probabilities (n, num_labels) for already-cleaned texts, scaled by the model's temperature unless
+        `calibrated=False`."""
         return softmax(self.predict_logits(texts), self.temperature if calibrated else 1.0)
 
     @staticmethod
@@ -296,23 +429,31 @@ class EmailRouter:
         return [cfg["id2label"][str(i)] for i in range(len(cfg["id2label"]))]
 
     def threshold(self, queue: str) -> float:
-        "The score under which a mail predicted as `queue` goes to manual review: the queue's own, else the global one (0.5 if none)."
+        """The score under which a mail predicted as `queue` goes to manual review: the queue's own, else the global
+        one (0.5 if none)."""
         return float(self.thresholds.get("per_queue", {}).get(queue, self.thresholds.get("global", 0.5)))
 
     def rank(self, probs: np.ndarray, top_k: int = 3) -> list[dict[str, Any]]:
         "Queue, score and the `top_k` best queues with their scores, for each row of probabilities."
         k = max(1, min(top_k, len(self.labels)))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [{"queue": self.labels[o[0]], "score": float(p[o[0]]),
-                 "top_k": [{"queue": self.labels[j], "score": float(p[j])} for j in o]} for p, o in zip(probs, order)]
+        return [
+            {
+                "queue": self.labels[o[0]],
+                "score": float(p[o[0]]),
+                "top_k": [{"queue": self.labels[j], "score": float(p[j])} for j in o],
+            }
+            for p, o in zip(probs, order)
+        ]
 
     def threshold_ids(self, override: float | None = None) -> dict:
         """The thresholds by queue id, as `metrics.routed` and `route_metrics` take them: {queue id: threshold,
         "global": default}; `override`, one threshold for every queue, replaces them all."""
         return threshold_ids(self.thresholds, self.labels, override)
 
-    def decide(self, probs: np.ndarray, top_k: int = 3, threshold: float | None = None,
-               review_queue: str = REVIEW_QUEUE) -> list[dict[str, Any]]:
+    def decide(
+        self, probs: np.ndarray, top_k: int = 3, threshold: float | None = None, review_queue: str = REVIEW_QUEUE
+    ) -> list[dict[str, Any]]:
         """The routing decision for each row of calibrated probabilities: `queue` (the most likely), its `score`, the
         `top_k` best queues and `route`: `queue` when `score` clears `threshold` (one for every queue, when given) or
         else the queue's own threshold, otherwise `review_queue`. The API, `predict`, batch scoring and the MLflow
@@ -323,29 +464,39 @@ class EmailRouter:
             r["route"] = r["queue"] if r["score"] >= t else review_queue
         return out
 
-    def route_texts(self, texts: list[str], top_k: int = 3, threshold: float | None = None,
-                    review_queue: str = REVIEW_QUEUE) -> list[dict[str, Any]]:
+    def route_texts(
+        self, texts: list[str], top_k: int = 3, threshold: float | None = None, review_queue: str = REVIEW_QUEUE
+    ) -> list[dict[str, Any]]:
         "`decide` for already-cleaned texts."
         return self.decide(self.predict_proba(texts), top_k, threshold, review_queue)
 
-    def route(self, emails: Iterable[dict] | pd.DataFrame, top_k: int = 3, threshold: float | None = None,
-              review_queue: str = REVIEW_QUEUE) -> list[dict[str, Any]]:
+    def route(
+        self,
+        emails: Iterable[dict] | pd.DataFrame,
+        top_k: int = 3,
+        threshold: float | None = None,
+        review_queue: str = REVIEW_QUEUE,
+    ) -> list[dict[str, Any]]:
         "`decide` for raw e-mails (dicts or rows with `body` and optional `subject`), cleaned exactly as in training."
         rows = emails.to_dict("records") if isinstance(emails, pd.DataFrame) else list(emails)
         texts = [clean_email(r.get("subject"), r.get("body")) for r in rows]
         return self.route_texts(texts, top_k, threshold, review_queue)
 
-
 # %% ../nbs/08_model.ipynb #66929d41
 def serving_router(model_dir: str | Path, settings: Settings | None = None) -> EmailRouter:
-    "The router `settings` ask for: backend (auto: the gated ONNX export, else PyTorch), token budget per call, threads."
+    """The router `settings` ask for: backend (auto: the gated ONNX export, else PyTorch), token budget per call,
+    threads."""
     s = settings or load_settings()
     kw = dict(batch_tokens=s.batch_tokens, threads=s.inference_threads)
-    if s.serve_backend != "auto": return EmailRouter(model_dir, backend=s.serve_backend, **kw)
-    try: return EmailRouter(model_dir, backend="onnx", **kw)
+    if s.serve_backend != "auto":
+        return EmailRouter(model_dir, backend=s.serve_backend, **kw)
+    try:
+        return EmailRouter(model_dir, backend="onnx", **kw)
     except FileNotFoundError as e:
-        if not (Path(model_dir) / "config.json").exists(): raise
-        if not has_torch(): raise FileNotFoundError(f"{e}; PyTorch, the other backend, is not installed") from None
+        if not (Path(model_dir) / "config.json").exists():
+            raise
+        if not has_torch():
+            raise FileNotFoundError(f"{e}; PyTorch, the other backend, is not installed") from None
         log.warning("serving with PyTorch: %s", e)
         return EmailRouter(model_dir, backend="torch", **kw)
 
@@ -353,40 +504,61 @@ def serving_router(model_dir: str | Path, settings: Settings | None = None) -> E
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
     "The temperature T > 0 that minimises the negative log-likelihood of softmax(logits / T) on `labels`."
     import torch
+
     x, y = torch.tensor(np.array(logits), dtype=torch.float64), torch.tensor(np.array(labels), dtype=torch.long)
-    keep = y >= 0                                  # rows whose true queue the model knows
+    keep = y >= 0  # rows whose true queue the model knows
     x, y = x[keep], y[keep]
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
     def closure():
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(x / log_t.exp(), y)
         loss.backward()
         return loss
-    if len(y): opt.step(closure)
+
+    if len(y):
+        opt.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
+
 def _lowest_threshold(conf: np.ndarray, right: np.ndarray, target: float) -> float:
-    "The lowest score t such that the mails scoring >= t are right at least `target` of the time (1.0 + a hair if none)."
+    """The lowest score t such that the mails scoring >= t are right at least `target` of the time (1.0 + a hair if
+    none)."""
     order = np.argsort(-conf, kind="stable")
     acc = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
     ok = np.flatnonzero(acc >= target)
-    if not len(ok): return float(np.nextafter(1.0, 2.0))
+    if not len(ok):
+        return float(np.nextafter(1.0, 2.0))
     m = ok.max()
     return float(conf[order][m])
 
-def choose_thresholds(probs: np.ndarray, labels: np.ndarray, names: list[str], target: float = 0.95, min_support: int = 30) -> dict:
-    "{'global': t, 'per_queue': {queue: t}, 'target': target, 'min_support': n} from validation probabilities and true ids."
+
+def choose_thresholds(
+    probs: np.ndarray, labels: np.ndarray, names: list[str], target: float = 0.95, min_support: int = 30
+) -> dict:
+    """{'global': t, 'per_queue': {queue: t}, 'target': target, 'min_support': n} from validation probabilities and
+    true ids."""
     probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
     pred, conf, right = probs.argmax(1), probs.max(1), probs.argmax(1) == labels
-    out = {"global": _lowest_threshold(conf, right, target), "per_queue": {}, "target": target, "min_support": min_support}
+    out = {
+        "global": _lowest_threshold(conf, right, target),
+        "per_queue": {},
+        "target": target,
+        "min_support": min_support,
+    }
     for q, name in enumerate(names):
         mine = pred == q
-        if mine.sum() >= min_support: out["per_queue"][name] = _lowest_threshold(conf[mine], right[mine], target)
+        if mine.sum() >= min_support:
+            out["per_queue"][name] = _lowest_threshold(conf[mine], right[mine], target)
     return out
 
-def calibrate(model_dir: str | Path, logits: np.ndarray, labels: np.ndarray, target: float = 0.95, min_support: int = 30) -> dict:
-    "Fit the temperature and thresholds on validation `logits` and true ids; store both in the folder's router.json; return them."
+
+def calibrate(
+    model_dir: str | Path, logits: np.ndarray, labels: np.ndarray, target: float = 0.95, min_support: int = 30
+) -> dict:
+    """Fit the temperature and thresholds on validation `logits` and true ids; store both in the folder's
+    router.json; return them."""
     path = Path(model_dir) / ROUTER_FILE
     meta = json.loads(path.read_text()) if path.exists() else {}
     names = EmailRouter.labels_of(model_dir)

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
 log = logging.getLogger(__name__)
 
 # %% auto #0
@@ -24,29 +23,49 @@ __all__ = ['log', 'DRIFT_DEFAULTS', 'period_scores', 'queue_scores', 'feedback_c
 def _scores(g: pd.DataFrame) -> dict[str, float]:
     fb = g[g["true_queue"].notna()]
     auto = fb[fb["route"] == fb["queue"]]
-    out = {"mails": len(g), "review_share": float((g["route"] != g["queue"]).mean()) if len(g) else np.nan,
-           "with_feedback": len(fb), "coverage": len(fb) / len(g) if len(g) else np.nan,
-           "accuracy": np.nan, "macro_f1": np.nan, "auto_accuracy": np.nan,
-           "estimated_accuracy": float(g["score"].mean()) if len(g) else np.nan,
-           "feedback_delay_h": float((fb["feedback_at"] - fb["created_at"]).dt.total_seconds().median() / 3600) if len(fb) else np.nan}
-    if len(fb):   # scikit-learn's accuracy and macro-F1, as the metrics module computes them, without its per-call overhead
+    out = {
+        "mails": len(g),
+        "review_share": float((g["route"] != g["queue"]).mean()) if len(g) else np.nan,
+        "with_feedback": len(fb),
+        "coverage": len(fb) / len(g) if len(g) else np.nan,
+        "accuracy": np.nan,
+        "macro_f1": np.nan,
+        "auto_accuracy": np.nan,
+        "estimated_accuracy": float(g["score"].mean()) if len(g) else np.nan,
+        "feedback_delay_h": float((fb["feedback_at"] - fb["created_at"]).dt.total_seconds().median() / 3600)
+        if len(fb)
+        else np.nan,
+    }
+    if len(
+        fb
+    ):  # scikit-learn's accuracy and macro-F1, as the metrics module computes them, without its per-call overhead
         from sklearn.metrics import f1_score
-        p, t = (fb["_p"], fb["_t"]) if "_p" in fb else (fb["queue"], fb["true_queue"])   # integer codes when the caller made them
-        out.update(accuracy=float((fb["queue"] == fb["true_queue"]).mean()),
-                   macro_f1=float(f1_score(t, p, average="macro", zero_division=0)))
-    if len(auto): out["auto_accuracy"] = float((auto["queue"] == auto["true_queue"]).mean())
+
+        p, t = (
+            (fb["_p"], fb["_t"]) if "_p" in fb else (fb["queue"], fb["true_queue"])
+        )  # integer codes when the caller made them
+        out.update(
+            accuracy=float((fb["queue"] == fb["true_queue"]).mean()),
+            macro_f1=float(f1_score(t, p, average="macro", zero_division=0)),
+        )
+    if len(auto):
+        out["auto_accuracy"] = float((auto["queue"] == auto["true_queue"]).mean())
     return out
+
 
 def period_scores(df: pd.DataFrame, freq: str = "D", by: str | None = None) -> pd.DataFrame:
     "Realised and estimated scores per period (and per `by`, e.g. model_version) of a `read_log` frame."
-    if df.empty: return pd.DataFrame(columns=list(_scores(df.iloc[:0]).keys()))
+    if df.empty:
+        return pd.DataFrame(columns=list(_scores(df.iloc[:0]).keys()))
     codes, _ = pd.factorize(pd.concat([df["queue"], df["true_queue"]]), use_na_sentinel=True)
-    df = df.assign(_p=codes[:len(df)], _t=codes[len(df):])       # queue names as integers: scoring many periods stays fast
+    df = df.assign(_p=codes[: len(df)], _t=codes[len(df) :])  # queue names as integers: scoring many periods stays fast
     period = pd.Grouper(key="created_at", freq=freq)
     rows = {k: _scores(g) for k, g in df.groupby([period, by] if by else period, dropna=False) if len(g)}
     out = pd.DataFrame.from_dict(rows, orient="index")
-    if by: out.index = pd.MultiIndex.from_tuples(out.index, names=["period", by])
-    else: out.index.name = "period"
+    if by:
+        out.index = pd.MultiIndex.from_tuples(out.index, names=["period", by])
+    else:
+        out.index.name = "period"
     return out
 
 # %% ../nbs/21_monitor.ipynb #9e3d406b
@@ -56,140 +75,254 @@ def _codes(fb: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
     ids = {q: i for i, q in enumerate(names)}
     return fb["queue"].map(ids).to_numpy(), fb["true_queue"].map(ids).to_numpy(), names
 
+
 def queue_scores(df: pd.DataFrame) -> pd.DataFrame:
     "Per-queue precision, recall, F1 and support on the mails of `df` with feedback, and their macro average."
     from sklearn.metrics import precision_recall_fscore_support
+
     fb = df[df["true_queue"].notna()]
-    if fb.empty: return pd.DataFrame(columns=["precision", "recall", "f1", "support"])
+    if fb.empty:
+        return pd.DataFrame(columns=["precision", "recall", "f1", "support"])
     pred, true, names = _codes(fb)
     p, r, f, n = precision_recall_fscore_support(true, pred, labels=range(len(names)), zero_division=0)
     rep = pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": n}, index=pd.Index(names, name="queue"))
     rep.loc["macro avg"] = [p.mean(), r.mean(), f.mean(), n.sum()]
     return rep
 
+
 def feedback_confusion(df: pd.DataFrame) -> pd.DataFrame:
     "Mails with feedback: the agents' queue (rows) against the model's (columns)."
     fb = df[df["true_queue"].notna()]
     pred, true, names = _codes(fb)
-    m = np.bincount(true * len(names) + pred, minlength=len(names) ** 2).reshape(len(names), len(names)) if len(names) else np.zeros((0, 0), int)
+    m = (
+        np.bincount(true * len(names) + pred, minlength=len(names) ** 2).reshape(len(names), len(names))
+        if len(names)
+        else np.zeros((0, 0), int)
+    )
     return pd.DataFrame(m, index=pd.Index(names, name="agents' queue"), columns=pd.Index(names, name="model's queue"))
 
 # %% ../nbs/21_monitor.ipynb #260d4549
 def estimate_accuracy(df: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> dict[str, float]:
-    "Accuracy estimated from the calibrated scores (mean top score) with a 95% interval (bootstrap; normal approximation beyond 5,000 mails); the realised accuracy where feedback exists."
-    if df.empty: return {"mails": 0, "estimate": np.nan, "low": np.nan, "high": np.nan, "realised": np.nan,
-                         "estimate_on_feedback": np.nan, "with_feedback": 0}
+    """Accuracy estimated from the calibrated scores (mean top score) with a 95% interval (bootstrap; normal
+    approximation beyond 5,000 mails); the realised accuracy where feedback exists."""
+    if df.empty:
+        return {
+            "mails": 0,
+            "estimate": np.nan,
+            "low": np.nan,
+            "high": np.nan,
+            "realised": np.nan,
+            "estimate_on_feedback": np.nan,
+            "with_feedback": 0,
+        }
     s = df["score"].to_numpy(float)
-    if len(s) > 5000:                       # the mean of many bounded scores is normal: no need to resample them
-        half = 1.96 * s.std(ddof=1) / np.sqrt(len(s)); low, high = s.mean() - half, s.mean() + half
+    if len(s) > 5000:  # the mean of many bounded scores is normal: no need to resample them
+        half = 1.96 * s.std(ddof=1) / np.sqrt(len(s))
+        low, high = s.mean() - half, s.mean() + half
     else:
         boots = s[np.random.default_rng(seed).integers(0, len(s), (n_boot, len(s)))].mean(1)
         low, high = np.quantile(boots, 0.025), np.quantile(boots, 0.975)
     fb = df[df["true_queue"].notna()]
-    return {"mails": len(df), "estimate": float(s.mean()), "low": float(low), "high": float(high),
-            "realised": float((fb["queue"] == fb["true_queue"]).mean()) if len(fb) else np.nan,
-            "estimate_on_feedback": float(fb["score"].mean()) if len(fb) else np.nan, "with_feedback": len(fb)}
+    return {
+        "mails": len(df),
+        "estimate": float(s.mean()),
+        "low": float(low),
+        "high": float(high),
+        "realised": float((fb["queue"] == fb["true_queue"]).mean()) if len(fb) else np.nan,
+        "estimate_on_feedback": float(fb["score"].mean()) if len(fb) else np.nan,
+        "with_feedback": len(fb),
+    }
 
 # %% ../nbs/21_monitor.ipynb #c40a43e0
 def psi_shares(reference: dict[str, float], current: dict[str, float], eps: float = 1e-4) -> float:
     "Population stability index of two category-share tables (0: same shares; > 0.2: a large shift)."
     cats = sorted(set(reference) | set(current))
-    if not cats: return 0.0
+    if not cats:
+        return 0.0
     p = np.array([reference.get(c, 0.0) for c in cats]) + eps
     q = np.array([current.get(c, 0.0) for c in cats]) + eps
     return float(np.sum((q - p) * np.log(q / p)))
+
 
 def psi(reference: pd.Series, current: pd.Series, eps: float = 1e-4) -> float:
     "Population stability index of two categorical samples."
     shares = lambda x: x.dropna().value_counts(normalize=True).to_dict()
     return psi_shares(shares(reference), shares(current), eps)
 
+
 def text_drift_auc(reference: list[str], current: list[str], max_per_side: int = 2000, seed: int = 0) -> float:
-    "Cross-validated ROC AUC of a TF-IDF (char 2-4-grams) + logistic-regression classifier telling `current` from `reference`."
+    """Cross-validated ROC AUC of a TF-IDF (char 2-4-grams) + logistic-regression classifier telling `current` from
+    `reference`."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
+
     rng = np.random.default_rng(seed)
     pick = lambda xs: [xs[i] for i in rng.permutation(len(xs))[:max_per_side]]
     a, b = pick(list(reference)), pick(list(current))
-    if min(len(a), len(b)) < 10: return float("nan")
+    if min(len(a), len(b)) < 10:
+        return float("nan")
     X, y = a + b, np.r_[np.zeros(len(a)), np.ones(len(b))]
-    pipe = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True),
-                         LogisticRegression(C=1.0, max_iter=1000))
+    pipe = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True),
+        LogisticRegression(C=1.0, max_iter=1000),
+    )
     folds = StratifiedKFold(n_splits=min(5, min(len(a), len(b))), shuffle=True, random_state=seed)
     return float(cross_val_score(pipe, X, y, cv=folds, scoring="roc_auc").mean())
 
 # %% ../nbs/21_monitor.ipynb #c8fe489a
 DRIFT_DEFAULTS = {"psi": 0.2, "ks": 0.1, "auc": 0.7}
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, psi_alert: float = DRIFT_DEFAULTS["psi"],
-                 ks_alert: float = DRIFT_DEFAULTS["ks"], auc_alert: float = DRIFT_DEFAULTS["auc"], text_sample: int = 2000,
-                 training_shares: dict[str, float] | None = None) -> pd.DataFrame:
-    """The drift checks of `current` against `reference` (two `read_log` frames): score, threshold, alert, and a note; the text
-    check reads `text_sample` mails a side. With `training_shares` (the model's training queue shares), predicted queues are
+
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    psi_alert: float = DRIFT_DEFAULTS["psi"],
+    ks_alert: float = DRIFT_DEFAULTS["ks"],
+    auc_alert: float = DRIFT_DEFAULTS["auc"],
+    text_sample: int = 2000,
+    training_shares: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """The drift checks of `current` against `reference` (two `read_log` frames): score, threshold, alert, and a
+       note; the text
+    check reads `text_sample` mails a side. With `training_shares` (the model's training queue shares), predicted
+    queues are
     also compared with the training split."""
     from scipy.stats import ks_2samp
+
     rows = []
+
     def add(check, score, threshold, alert, note=""):
         rows.append({"check": check, "score": score, "threshold": threshold, "alert": bool(alert), "note": note})
+
     if min(len(reference), len(current)) < 20:
-        return pd.DataFrame([{"check": "all", "score": np.nan, "threshold": np.nan, "alert": False,
-                              "note": f"too few mails to compare ({len(reference)} reference, {len(current)} current; 20 each needed)"}])
+        return pd.DataFrame(
+            [
+                {
+                    "check": "all",
+                    "score": np.nan,
+                    "threshold": np.nan,
+                    "alert": False,
+                    "note": f"too few mails to compare ({len(reference)} reference, {len(current)} current; 20 each "
+                    "needed)",
+                }
+            ]
+        )
     if training_shares:
         v = psi_shares(training_shares, current["queue"].value_counts(normalize=True).to_dict())
-        add("predicted queues vs training", v, psi_alert, v > psi_alert, "PSI of predicted shares against the training split's")
-    v = psi(reference["queue"], current["queue"]); add("predicted queues", v, psi_alert, v > psi_alert, "PSI of queue shares")
-    v = psi(reference["language"].fillna("?"), current["language"].fillna("?")); add("language", v, psi_alert, v > psi_alert, "PSI of language shares")
+        add(
+            "predicted queues vs training",
+            v,
+            psi_alert,
+            v > psi_alert,
+            "PSI of predicted shares against the training split's",
+        )
+    v = psi(reference["queue"], current["queue"])
+    add("predicted queues", v, psi_alert, v > psi_alert, "PSI of queue shares")
+    v = psi(reference["language"].fillna("?"), current["language"].fillna("?"))
+    add("language", v, psi_alert, v > psi_alert, "PSI of language shares")
     for check, col in (("length", "n_chars"), ("confidence", "score")):
         k = ks_2samp(reference[col].astype(float), current[col].astype(float))
         add(check, float(k.statistic), ks_alert, k.pvalue < 0.01 and k.statistic > ks_alert, f"KS, p = {k.pvalue:.2g}")
     has_text = all("text" in d and d["text"].notna().any() for d in (reference, current))
     if has_text:
-        auc = text_drift_auc(reference["text"].dropna().tolist(), current["text"].dropna().tolist(), max_per_side=text_sample)
+        auc = text_drift_auc(
+            reference["text"].dropna().tolist(), current["text"].dropna().tolist(), max_per_side=text_sample
+        )
         add("text", auc, auc_alert, auc > auc_alert, "domain-classifier ROC AUC (0.5: indistinguishable)")
-    else: add("text", np.nan, auc_alert, False, "skipped: the log keeps only hashes of the text (EMAILROUTER_LOG_TEXT=hash)")
+    else:
+        add(
+            "text",
+            np.nan,
+            auc_alert,
+            False,
+            "skipped: the log keeps only hashes of the text (EMAILROUTER_LOG_TEXT=hash)",
+        )
     return pd.DataFrame(rows).set_index("check")
 
-def windows(df: pd.DataFrame, current: timedelta = timedelta(days=1), reference: timedelta | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def windows(
+    df: pd.DataFrame, current: timedelta = timedelta(days=1), reference: timedelta | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reference, current): the last `current` of the log, and the `reference` before it (default: everything before).
     A log younger than `current` is cut in two halves in time instead, so that a new deployment can be checked too."""
-    if df.empty: return df, df
+    if df.empty:
+        return df, df
     end = df["created_at"].max()
     cut = end - current
-    if df["created_at"].min() > cut: cut = df["created_at"].sort_values().iloc[len(df) // 2]
+    if df["created_at"].min() > cut:
+        cut = df["created_at"].sort_values().iloc[len(df) // 2]
     ref = df[df["created_at"] <= cut]
-    if reference is not None: ref = ref[ref["created_at"] > cut - reference]
+    if reference is not None:
+        ref = ref[ref["created_at"] > cut - reference]
     return ref, df[df["created_at"] > cut]
 
 # %% ../nbs/21_monitor.ipynb #fb6f6c65
 def prometheus_text(scores: pd.DataFrame, estimate: dict[str, float], drift: pd.DataFrame) -> str:
     "The last period's scores, the accuracy estimate and the drift checks in Prometheus' text exposition format."
     lines = []
+
     def gauge(name, help, samples):
         lines.extend([f"# HELP emailrouter_{name} {help}", f"# TYPE emailrouter_{name} gauge"])
         for labels, v in samples:
-            if v is None or (isinstance(v, float) and np.isnan(v)): continue
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                continue
             lab = ",".join(f'{k}="{str(x).replace(chr(34), "")}"' for k, x in labels.items())
             lines.append(f"emailrouter_{name}{{{lab}}} {float(v):.6g}" if lab else f"emailrouter_{name} {float(v):.6g}")
+
     last = scores.iloc[-1] if len(scores) else pd.Series(dtype=float)
-    helps = {"accuracy": "accuracy on the mails with agents' feedback", "macro_f1": "macro-F1 on the mails with agents' feedback",
-             "auto_accuracy": "accuracy of the automatically routed mails with feedback", "review_share": "share of mail sent to manual review",
-             "coverage": "share of mail with agents' feedback"}
-    for col, help in helps.items(): gauge(f"production_{col}", f"{help}, last period", [({}, last.get(col))])
-    gauge("estimated_accuracy", "accuracy estimated from calibrated scores (current window)", [({}, estimate.get("estimate"))])
-    gauge("drift_score", "drift check score (PSI, KS statistic or ROC AUC)", [({"check": c}, r["score"]) for c, r in drift.iterrows()])
-    gauge("drift_alert", "1 when a drift check is over its threshold", [({"check": c}, float(r["alert"])) for c, r in drift.iterrows()])
+    helps = {
+        "accuracy": "accuracy on the mails with agents' feedback",
+        "macro_f1": "macro-F1 on the mails with agents' feedback",
+        "auto_accuracy": "accuracy of the automatically routed mails with feedback",
+        "review_share": "share of mail sent to manual review",
+        "coverage": "share of mail with agents' feedback",
+    }
+    for col, help in helps.items():
+        gauge(f"production_{col}", f"{help}, last period", [({}, last.get(col))])
+    gauge(
+        "estimated_accuracy",
+        "accuracy estimated from calibrated scores (current window)",
+        [({}, estimate.get("estimate"))],
+    )
+    gauge(
+        "drift_score",
+        "drift check score (PSI, KS statistic or ROC AUC)",
+        [({"check": c}, r["score"]) for c, r in drift.iterrows()],
+    )
+    gauge(
+        "drift_alert",
+        "1 when a drift check is over its threshold",
+        [({"check": c}, float(r["alert"])) for c, r in drift.iterrows()],
+    )
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/21_monitor.ipynb #581a1418
 def shadow_comparison(log_df: pd.DataFrame, shadow_df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    "Per challenger version: mails shadowed, agreement, and accuracy of both models on mails with feedback with a paired 95% CI."
-    cols = ["challenger", "champion", "shadowed", "agreement", "with_feedback", "champion_accuracy", "challenger_accuracy",
-            "difference", "low", "high", "champion_latency_ms", "challenger_latency_ms"]
-    if shadow_df.empty or log_df.empty: return pd.DataFrame(columns=cols).set_index("challenger")
-    j = shadow_df.merge(log_df[["request_id", "queue", "true_queue", "latency_ms", "model_version"]], on="request_id",
-                        suffixes=("_challenger", "_champion"))
+    """Per challenger version: mails shadowed, agreement, and accuracy of both models on mails with feedback with a
+    paired 95% CI."""
+    cols = [
+        "challenger",
+        "champion",
+        "shadowed",
+        "agreement",
+        "with_feedback",
+        "champion_accuracy",
+        "challenger_accuracy",
+        "difference",
+        "low",
+        "high",
+        "champion_latency_ms",
+        "challenger_latency_ms",
+    ]
+    if shadow_df.empty or log_df.empty:
+        return pd.DataFrame(columns=cols).set_index("challenger")
+    j = shadow_df.merge(
+        log_df[["request_id", "queue", "true_queue", "latency_ms", "model_version"]],
+        on="request_id",
+        suffixes=("_challenger", "_champion"),
+    )
     rng = np.random.default_rng(seed)
     rows = []
     for v, g in j.groupby("model_version_challenger"):
@@ -198,35 +331,72 @@ def shadow_comparison(log_df: pd.DataFrame, shadow_df: pd.DataFrame, n_boot: int
         chall = (fb["queue_challenger"] == fb["true_queue"]).to_numpy(float)
         d = chall - champ
         boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1) if len(d) else np.array([np.nan])
-        rows.append({"challenger": str(v), "champion": ", ".join(sorted(g["model_version_champion"].dropna().astype(str).unique())),
-                     "shadowed": len(g), "agreement": float((g["queue_challenger"] == g["queue_champion"]).mean()), "with_feedback": len(fb),
-                     "champion_accuracy": champ.mean() if len(fb) else np.nan, "challenger_accuracy": chall.mean() if len(fb) else np.nan,
-                     "difference": d.mean() if len(fb) else np.nan, "low": float(np.quantile(boots, 0.025)), "high": float(np.quantile(boots, 0.975)),
-                     "champion_latency_ms": float(g["latency_ms_champion"].median()), "challenger_latency_ms": float(g["latency_ms_challenger"].median())})
+        rows.append(
+            {
+                "challenger": str(v),
+                "champion": ", ".join(sorted(g["model_version_champion"].dropna().astype(str).unique())),
+                "shadowed": len(g),
+                "agreement": float((g["queue_challenger"] == g["queue_champion"]).mean()),
+                "with_feedback": len(fb),
+                "champion_accuracy": champ.mean() if len(fb) else np.nan,
+                "challenger_accuracy": chall.mean() if len(fb) else np.nan,
+                "difference": d.mean() if len(fb) else np.nan,
+                "low": float(np.quantile(boots, 0.025)),
+                "high": float(np.quantile(boots, 0.975)),
+                "champion_latency_ms": float(g["latency_ms_champion"].median()),
+                "challenger_latency_ms": float(g["latency_ms_challenger"].median()),
+            }
+        )
     return pd.DataFrame(rows, columns=cols).set_index("challenger")
 
 # %% ../nbs/21_monitor.ipynb #aef78b26
 def promote_on_feedback(settings, margin: float = 0.0, min_feedback: int = 200) -> dict[str, Any]:
-    "Promote the shadowed challenger when it beats the champion on agents' feedback by more than `margin` (the CI's lower bound)."
+    """Promote the shadowed challenger when it beats the champion on agents' feedback by more than `margin` (the CI's
+    lower bound)."""
     from mlflow import MlflowClient
+
     from emailrouter.predlog import log_engine, read_log, read_shadow
     from emailrouter.registry import CHALLENGER, CHAMPION, configure_mlflow
+
     s = settings
     configure_mlflow(s)
     client = MlflowClient()
-    try: ch = client.get_model_version_by_alias(s.model_name, CHALLENGER)
-    except Exception: raise ValueError(f"no @{CHALLENGER} for model {s.model_name!r}") from None
+    try:
+        ch = client.get_model_version_by_alias(s.model_name, CHALLENGER)
+    except Exception:
+        raise ValueError(f"no @{CHALLENGER} for model {s.model_name!r}") from None
     engine = log_engine(s.log_url)
-    try: table = shadow_comparison(read_log(engine), read_shadow(engine))
-    finally: engine.dispose()
-    out = {"challenger": str(ch.version), "margin": margin, "min_feedback": min_feedback, "table": table, "promoted": False}
+    try:
+        table = shadow_comparison(read_log(engine), read_shadow(engine))
+    finally:
+        engine.dispose()
+    out = {
+        "challenger": str(ch.version),
+        "margin": margin,
+        "min_feedback": min_feedback,
+        "table": table,
+        "promoted": False,
+    }
     if str(ch.version) not in table.index:
-        return {**out, "reason": f"version {ch.version} has no shadow answers yet: serve with it as @{CHALLENGER} and collect feedback"}
+        return {
+            **out,
+            "reason": f"version {ch.version} has no shadow answers yet: serve with it as @{CHALLENGER} and collect "
+            "feedback",
+        }
     r = table.loc[str(ch.version)]
     if r["with_feedback"] < min_feedback:
         return {**out, "reason": f"only {int(r['with_feedback'])} shadowed mails have feedback; {min_feedback} needed"}
     if not r["low"] > margin:
-        return {**out, "reason": f"accuracy difference {r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] does not clear the margin {margin:+.3f}"}
+        return {
+            **out,
+            "reason": f"accuracy difference {r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] does not "
+            f"clear the margin {margin:+.3f}",
+        }
     client.set_registered_model_alias(s.model_name, CHAMPION, ch.version)
-    return {**out, "promoted": True, "reason": f"accuracy {r['challenger_accuracy']:.3f} vs {r['champion_accuracy']:.3f} on "
-                                                f"{int(r['with_feedback'])} mails with feedback, difference [{r['low']:+.3f}, {r['high']:+.3f}] > {margin:+.3f}"}
+    return {
+        **out,
+        "promoted": True,
+        "reason": f"accuracy {r['challenger_accuracy']:.3f} vs {r['champion_accuracy']:.3f} on "
+        f"{int(r['with_feedback'])} mails with feedback, difference [{r['low']:+.3f}, {r['high']:+.3f}] > "
+        f"{margin:+.3f}",
+    }

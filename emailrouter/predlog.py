@@ -11,9 +11,10 @@ import logging
 import queue
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.mysql
@@ -21,7 +22,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .core import Settings, redact_url
 
-if TYPE_CHECKING: import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +36,20 @@ __all__ = ['log', 'REQUEST_ID_TYPE', 'Base', 'utcnow', 'PredictionRow', 'Feedbac
 class Base(DeclarativeBase):
     "The prediction log's tables."
 
+
 def utcnow() -> datetime:
     "Now, UTC, without tzinfo (stored the same way on SQLite, PostgreSQL and MariaDB)."
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
+
 
 # Request ids are case-sensitive (`Mail-1` and `mail-1` are two answers); MariaDB and MySQL compare text without case
 # by default, which would make the second a duplicate of the first: their column compares bytes.
 REQUEST_ID_TYPE = sa.String(80).with_variant(sa.dialects.mysql.VARCHAR(80, collation="utf8mb4_bin"), "mysql", "mariadb")
 
+
 class PredictionRow(Base):
     "One routed e-mail."
+
     __tablename__ = "er_predictions"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(REQUEST_ID_TYPE, unique=True)
@@ -53,18 +59,22 @@ class PredictionRow(Base):
     queue: Mapped[str] = mapped_column(sa.String(100))
     score: Mapped[float] = mapped_column(sa.Float)
     route: Mapped[str] = mapped_column(sa.String(100))
-    top_k: Mapped[str] = mapped_column(sa.Text)                       # JSON [{queue, score}, ...]
+    top_k: Mapped[str] = mapped_column(sa.Text)  # JSON [{queue, score}, ...]
     latency_ms: Mapped[float] = mapped_column(sa.Float)
     truncated: Mapped[bool | None] = mapped_column(sa.Boolean)
     n_tokens: Mapped[int | None] = mapped_column(sa.Integer)
     n_chars: Mapped[int] = mapped_column(sa.Integer)
     language: Mapped[str | None] = mapped_column(sa.String(16))
-    text: Mapped[str | None] = mapped_column(sa.Text)                 # cleaned, PII-masked; None with log_text=hash
+    text: Mapped[str | None] = mapped_column(sa.Text)  # cleaned, PII-masked; None with log_text=hash
     text_sha256: Mapped[str] = mapped_column(sa.String(64))
-    queue_set: Mapped[str | None] = mapped_column(sa.String(16))      # er_queue_sets.id: the queues of the model that answered
+    queue_set: Mapped[str | None] = mapped_column(
+        sa.String(16)
+    )  # er_queue_sets.id: the queues of the model that answered
+
 
 class FeedbackRow(Base):
     "The queue an agent confirmed or moved a mail to; every correction is kept, the latest wins."
+
     __tablename__ = "er_feedback"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(REQUEST_ID_TYPE, index=True)
@@ -72,18 +82,23 @@ class FeedbackRow(Base):
     source: Mapped[str] = mapped_column(sa.String(40))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
 
+
 class QueueSetRow(Base):
     "The queues a model can route to, stored once per distinct set; predictions point at theirs."
+
     __tablename__ = "er_queue_sets"
     id: Mapped[str] = mapped_column(sa.String(16), primary_key=True)  # `queue_set_id` of the queues
-    queues: Mapped[str] = mapped_column(sa.Text)                      # JSON list, sorted
+    queues: Mapped[str] = mapped_column(sa.Text)  # JSON list, sorted
+
 
 def queue_set_id(queues) -> str:
     "A short, stable id for a set of queues (order does not matter)."
     return hashlib.sha256(json.dumps(sorted(queues), ensure_ascii=False).encode()).hexdigest()[:16]
 
+
 class ShadowRow(Base):
     "A challenger's answer to a mail the champion routed."
+
     __tablename__ = "er_shadow"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(REQUEST_ID_TYPE, index=True)
@@ -99,25 +114,32 @@ def log_engine(url: str) -> sa.Engine:
     "An engine for the prediction log at `url`; SQLite gets WAL journaling, a busy timeout and its folder."
     u = sa.engine.make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:": Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(u, connect_args={"timeout": 5})
 
         @sa.event.listens_for(engine, "connect")
         def _wal(dbapi_conn, _):
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
         return engine
     return sa.create_engine(u, pool_pre_ping=True, pool_recycle=1800)
 
-_MIGRATING = threading.Lock()   # Alembic keeps the running migration in module globals: one at a time per process
+
+_MIGRATING = threading.Lock()  # Alembic keeps the running migration in module globals: one at a time per process
+
 
 def migrate(engine: sa.Engine) -> str:
     "Upgrade the log's schema in `engine` to the newest revision; returns it."
+    from importlib.resources import files
+
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
-    from importlib.resources import files
+
     cfg = Config()
     cfg.set_main_option("script_location", str(files("emailrouter") / "migrations"))
     with _MIGRATING, engine.begin() as conn:
@@ -127,28 +149,63 @@ def migrate(engine: sa.Engine) -> str:
         return MigrationContext.configure(conn).get_current_revision()
 
 # %% ../nbs/15_predlog.ipynb #ac0433b7
-def prediction_row(request_id: str, text: str, answer: dict[str, Any], model_name: str | None, model_version: str | None,
-                   latency_ms: float, language: str | None = None, keep_text: bool = True,
-                   queue_set: str | None = None) -> dict[str, Any]:
+def prediction_row(
+    request_id: str,
+    text: str,
+    answer: dict[str, Any],
+    model_name: str | None,
+    model_version: str | None,
+    latency_ms: float,
+    language: str | None = None,
+    keep_text: bool = True,
+    queue_set: str | None = None,
+) -> dict[str, Any]:
     """A row of `er_predictions` for one answer {queue, score, route, top_k}; `text` is the cleaned (masked) mail,
     `queue_set` the `queue_set_id` of the answering model's queues."""
-    return {"request_id": request_id, "created_at": utcnow(), "model_name": model_name, "model_version": model_version,
-            "queue": answer["queue"], "score": float(answer["score"]), "route": answer["route"],
-            "top_k": json.dumps([{"queue": q["queue"], "score": round(float(q["score"]), 6)} for q in answer["top_k"]], ensure_ascii=False),
-            "latency_ms": float(latency_ms), "truncated": None, "n_tokens": None, "n_chars": len(text),
-            "language": language, "text": text if keep_text else None,
-            "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "queue_set": queue_set}
+    return {
+        "request_id": request_id,
+        "created_at": utcnow(),
+        "model_name": model_name,
+        "model_version": model_version,
+        "queue": answer["queue"],
+        "score": float(answer["score"]),
+        "route": answer["route"],
+        "top_k": json.dumps(
+            [{"queue": q["queue"], "score": round(float(q["score"]), 6)} for q in answer["top_k"]], ensure_ascii=False
+        ),
+        "latency_ms": float(latency_ms),
+        "truncated": None,
+        "n_tokens": None,
+        "n_chars": len(text),
+        "language": language,
+        "text": text if keep_text else None,
+        "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "queue_set": queue_set,
+    }
 
 # %% ../nbs/15_predlog.ipynb #ea98fe49
 _BOOKKEEPING = "er_queue_sets"
-def _answers(batch: list) -> int: return sum(table != _BOOKKEEPING for table, _ in batch)
+
+
+def _answers(batch: list) -> int:
+    return sum(table != _BOOKKEEPING for table, _ in batch)
+
 
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
 
+
 class PredictionLog:
-    "Writes prediction (and shadow) rows to the log database from a background thread; never blocks or fails the caller."
-    def __init__(self, url: str, queue_size: int = 10_000, batch_size: int = 200, flush_seconds: float = 1.0,
-                 enrich: Callable[[list[dict]], None] | None = None):
+    """Writes prediction (and shadow) rows to the log database from a background thread; never blocks or fails the
+    caller."""
+
+    def __init__(
+        self,
+        url: str,
+        queue_size: int = 10_000,
+        batch_size: int = 200,
+        flush_seconds: float = 1.0,
+        enrich: Callable[[list[dict]], None] | None = None,
+    ):
         self.url, self.batch_size, self.flush_seconds, self.enrich = url, batch_size, flush_seconds, enrich
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.stats = {"put": 0, "written": 0, "dropped": 0, "rejected": 0, "lost": 0, "write_errors": 0}
@@ -160,13 +217,15 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._last_warning = 0.0
         u = sa.engine.make_url(url)
-        self._file = (Path(u.database) if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:")
-                      else None)
+        self._file = (
+            Path(u.database) if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") else None
+        )
 
     @classmethod
-    def from_settings(cls, s: Settings, enrich=None) -> "PredictionLog | None":
+    def from_settings(cls, s: Settings, enrich=None) -> PredictionLog | None:
         "The log the settings ask for; None when `log_url` is empty."
-        if not s.log_url: return None
+        if not s.log_url:
+            return None
         return cls(s.log_url, s.log_queue_size, s.log_batch_size, s.log_flush_seconds, enrich)
 
     @property
@@ -183,20 +242,28 @@ class PredictionLog:
         "Queue `rows` for `table`; returns how many were dropped because the queue was full."
         dropped = 0
         for r in rows:
-            try: self.queue.put_nowait((table, r))
-            except queue.Full: dropped += 1
-        if table == _BOOKKEEPING: return dropped   # a queue set is not an answer: the counts are of answers
+            try:
+                self.queue.put_nowait((table, r))
+            except queue.Full:
+                dropped += 1
+        if table == _BOOKKEEPING:
+            return dropped  # a queue set is not an answer: the counts are of answers
         with self._lock:
-            self.stats["put"] += len(rows); self.stats["dropped"] += dropped
-        if dropped: self._warn(f"prediction log queue full: {dropped} rows dropped ({self.stats['dropped']} in all)")
+            self.stats["put"] += len(rows)
+            self.stats["dropped"] += dropped
+        if dropped:
+            self._warn(f"prediction log queue full: {dropped} rows dropped ({self.stats['dropped']} in all)")
         return dropped
 
     def _warn(self, msg: str):
         now = time.monotonic()
-        if now - self._last_warning > 10: log.warning(msg); self._last_warning = now
+        if now - self._last_warning > 10:
+            log.warning(msg)
+            self._last_warning = now
 
-    def start(self) -> "PredictionLog":
-        "Start the writer thread; the database is opened (and migrated) by it, so a database that is down does not stop this."
+    def start(self) -> PredictionLog:
+        """Start the writer thread; the database is opened (and migrated) by it, so a database that is down does not
+        stop this."""
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
         log.info("prediction log: %s", redact_url(self.url))
@@ -207,75 +274,110 @@ class PredictionLog:
             # the SQLite file it wrote to was deleted under us (`make clean`): rows written now would go to the unlinked
             # file. (A file that was never there is a database not reachable yet: rows wait, as for any database.)
             log.warning("prediction log %s was deleted while in use; creating it anew", self._file)
-            self.engine.dispose(); self.engine, self.migrated = None, False
-        if self.engine is None: self.engine = log_engine(self.url)
-        if not self.migrated: migrate(self.engine); self.migrated = True
+            self.engine.dispose()
+            self.engine, self.migrated = None, False
+        if self.engine is None:
+            self.engine = log_engine(self.url)
+        if not self.migrated:
+            migrate(self.engine)
+            self.migrated = True
 
     def _take(self) -> list:
-        try: batch = [self.queue.get(timeout=self.flush_seconds)]
-        except queue.Empty: return []
+        try:
+            batch = [self.queue.get(timeout=self.flush_seconds)]
+        except queue.Empty:
+            return []
         while len(batch) < self.batch_size:
-            try: batch.append(self.queue.get_nowait())
-            except queue.Empty: break
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
         self.in_flight = len(batch)
         return batch
 
     def _insert(self, batch: list):
         self._connect()
         by_table: dict[str, list[dict]] = {}
-        for table, r in batch: by_table.setdefault(table, []).append(r)
+        for table, r in batch:
+            by_table.setdefault(table, []).append(r)
         with self.engine.begin() as conn:
-            sets = by_table.pop("er_queue_sets", [])   # first, and only the ones not stored yet: every server start puts its set
+            sets = by_table.pop(
+                "er_queue_sets", []
+            )  # first, and only the ones not stored yet: every server start puts its set
             Q = QueueSetRow.__table__
-            have = set(conn.execute(sa.select(Q.c.id).where(Q.c.id.in_([r["id"] for r in sets]))).scalars()) if sets else set()
+            have = (
+                set(conn.execute(sa.select(Q.c.id).where(Q.c.id.in_([r["id"] for r in sets]))).scalars())
+                if sets
+                else set()
+            )
             new = list({r["id"]: r for r in sets if r["id"] not in have}.values())
-            if new: conn.execute(Q.insert(), new)
-            for table, rows in by_table.items(): conn.execute(Base.metadata.tables[table].insert(), rows)
+            if new:
+                conn.execute(Q.insert(), new)
+            for table, rows in by_table.items():
+                conn.execute(Base.metadata.tables[table].insert(), rows)
 
     def _write(self, batch: list) -> bool:
         "Write `batch`; False when the database is unavailable: the caller retries what is left of `batch`."
         try:
-            self._insert(batch); self._count("written", _answers(batch)); return True
+            self._insert(batch)
+            self._count("written", _answers(batch))
+            return True
         except _TRANSIENT as e:
             self._count("write_errors", 1)
-            self._warn(f"prediction log unavailable ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
-                       f"{self.pending} rows waiting, retrying")
+            self._warn(
+                f"prediction log unavailable ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+                f"{self.pending} rows waiting, retrying"
+            )
             return False
-        except sa.exc.SQLAlchemyError:                # the batch's content: find the rows the database refuses
+        except sa.exc.SQLAlchemyError:  # the batch's content: find the rows the database refuses
             while batch:
-                try: self._insert(batch[:1]); self._count("written", _answers(batch[:1]))
-                except _TRANSIENT: return False       # what is left of the batch is retried
+                try:
+                    self._insert(batch[:1])
+                    self._count("written", _answers(batch[:1]))
+                except _TRANSIENT:
+                    return False  # what is left of the batch is retried
                 except sa.exc.SQLAlchemyError as e:
                     self._count("rejected", _answers(batch[:1]))
-                    log.warning("prediction log refused request %s: %s", batch[0][1].get("request_id"), type(e).__name__)
-                except Exception: return False
-                del batch[0]; self.in_flight = len(batch)
+                    log.warning(
+                        "prediction log refused request %s: %s", batch[0][1].get("request_id"), type(e).__name__
+                    )
+                except Exception:
+                    return False
+                del batch[0]
+                self.in_flight = len(batch)
             return True
-        except Exception as e:                        # anything else (a migration that failed half-way): keep the rows, retry
+        except Exception as e:  # anything else (a migration that failed half-way): keep the rows, retry
             self._count("write_errors", 1)
             self._warn(f"prediction log write failed ({type(e).__name__}); {self.pending} rows waiting, retrying")
             return False
 
     def _count(self, k: str, n: int):
-        with self._lock: self.stats[k] += n
+        with self._lock:
+            self.stats[k] += n
 
     def _run(self):
         pause, batch = 0.5, []
         while True:
             if not batch:
-                if self._stop.is_set() and self.queue.empty(): break
+                if self._stop.is_set() and self.queue.empty():
+                    break
                 batch = self._take()
-                if not batch: continue
+                if not batch:
+                    continue
                 if self.enrich:
-                    try: self.enrich([r for t, r in batch if t == "er_predictions"])
-                    except Exception as e: log.warning("prediction log: enrich failed (%s)", type(e).__name__)
+                    try:
+                        self.enrich([r for t, r in batch if t == "er_predictions"])
+                    except Exception as e:
+                        log.warning("prediction log: enrich failed (%s)", type(e).__name__)
             if self._write(batch):
                 batch, pause, self.in_flight = [], 0.5, 0
                 continue
-            if self._stop.is_set():                    # stopping while the database is down: retry until the deadline
-                if time.monotonic() > (self._give_up_at or 0): break
+            if self._stop.is_set():  # stopping while the database is down: retry until the deadline
+                if time.monotonic() > (self._give_up_at or 0):
+                    break
                 time.sleep(0.1)
-            else: self._stop.wait(pause)
+            else:
+                self._stop.wait(pause)
             pause = min(pause * 2, 30.0)
         lost = len(batch) + self.queue.qsize()
         if lost:
@@ -283,8 +385,10 @@ class PredictionLog:
             log.warning("prediction log stopped with %d rows unwritten", lost)
         self.in_flight = 0
         while not self.queue.empty():
-            try: self.queue.get_nowait()
-            except queue.Empty: break
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
 
     _give_up_at: float | None = None
 
@@ -292,41 +396,62 @@ class PredictionLog:
         "Write what waits (for at most `timeout` seconds), then stop; returns `stats`."
         self._give_up_at = time.monotonic() + timeout
         self._stop.set()
-        if self._thread: self._thread.join(timeout + 1)
-        if self.engine is not None: self.engine.dispose()
+        if self._thread:
+            self._thread.join(timeout + 1)
+        if self.engine is not None:
+            self.engine.dispose()
         return dict(self.stats)
 
     def flush(self, timeout: float = 10.0) -> bool:
         "Wait until every row put so far is written or accounted for; False on timeout."
         end = time.monotonic() + timeout
-        while self.pending and time.monotonic() < end: time.sleep(0.02)
+        while self.pending and time.monotonic() < end:
+            time.sleep(0.02)
         return not self.pending
 
 # %% ../nbs/15_predlog.ipynb #e281dc50
 class FeedbackError(ValueError):
     "Feedback that cannot be stored; `status` is the HTTP status the API answers with."
-    def __init__(self, message: str, status: int):
-        super().__init__(message); self.status = status
 
-def record_feedback(engine: sa.Engine, request_id: str, true_queue: str, source: str, known_queues: list[str],
-                    pending_queues: list[str] | None = None) -> dict[str, Any]:
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def record_feedback(
+    engine: sa.Engine,
+    request_id: str,
+    true_queue: str,
+    source: str,
+    known_queues: list[str],
+    pending_queues: list[str] | None = None,
+) -> dict[str, Any]:
     """Store one correction. `true_queue` must be a queue of the model that answered: the one the logged prediction
     points at, else `pending_queues` for a prediction still on its way to the log, else (a row logged before queue
     sets were kept) `known_queues`. Returns {request_id, true_queue, corrections}."""
     P, F, Q = PredictionRow.__table__, FeedbackRow.__table__, QueueSetRow.__table__
     with engine.begin() as conn:
-        row = conn.execute(sa.select(P.c.model_version, Q.c.queues).select_from(P.outerjoin(Q, Q.c.id == P.c.queue_set))
-                           .where(P.c.request_id == request_id)).first()
+        row = conn.execute(
+            sa.select(P.c.model_version, Q.c.queues)
+            .select_from(P.outerjoin(Q, Q.c.id == P.c.queue_set))
+            .where(P.c.request_id == request_id)
+        ).first()
         if row is None and pending_queues is None:
             raise FeedbackError(f"no prediction with request_id {request_id!r}", 404)
         queues = json.loads(row.queues) if row is not None and row.queues else pending_queues or known_queues
         if true_queue not in queues:
             which = f"version {row.model_version}" if row is not None and row.model_version else "the model"
-            raise FeedbackError(f"unknown queue {true_queue!r}; {which}, which answered this mail, routes to: "
-                                f"{', '.join(sorted(queues))}", 422)
-        conn.execute(F.insert(), {"request_id": request_id, "true_queue": true_queue, "source": source, "created_at": utcnow()})
+            raise FeedbackError(
+                f"unknown queue {true_queue!r}; {which}, which answered this mail, routes to: "
+                f"{', '.join(sorted(queues))}",
+                422,
+            )
+        conn.execute(
+            F.insert(), {"request_id": request_id, "true_queue": true_queue, "source": source, "created_at": utcnow()}
+        )
         n = conn.execute(sa.select(sa.func.count()).select_from(F).where(F.c.request_id == request_id)).scalar()
     return {"request_id": request_id, "true_queue": true_queue, "corrections": int(n)}
+
 
 def logged_request_ids(engine: sa.Engine, request_ids: list[str]) -> list[str]:
     "Which of `request_ids` the log already holds (a repeated id would make its new row unstorable)."
@@ -335,18 +460,36 @@ def logged_request_ids(engine: sa.Engine, request_ids: list[str]) -> list[str]:
         return list(conn.execute(sa.select(P.c.request_id).where(P.c.request_id.in_(request_ids))).scalars())
 
 # %% ../nbs/15_predlog.ipynb #6fc3987d
-def read_log(engine: sa.Engine, since: datetime | None = None, until: datetime | None = None,
-             model_version: str | None = None, with_text: bool = False) -> pd.DataFrame:
+def read_log(
+    engine: sa.Engine,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model_version: str | None = None,
+    with_text: bool = False,
+) -> pd.DataFrame:
     "Predictions in [since, until) with their latest feedback; one row per prediction."
     import pandas as pd
+
     P, F = PredictionRow.__table__, FeedbackRow.__table__
-    latest = sa.select(F.c.request_id, sa.func.max(F.c.id).label("fid"), sa.func.count().label("corrections")).group_by(F.c.request_id).subquery()
+    latest = (
+        sa.select(F.c.request_id, sa.func.max(F.c.id).label("fid"), sa.func.count().label("corrections"))
+        .group_by(F.c.request_id)
+        .subquery()
+    )
     cols = [c for c in P.c if with_text or c.name != "text"]
-    q = (sa.select(*cols, F.c.true_queue, F.c.created_at.label("feedback_at"), F.c.source.label("feedback_source"), latest.c.corrections)
-         .select_from(P.outerjoin(latest, latest.c.request_id == P.c.request_id).outerjoin(F, F.c.id == latest.c.fid)))
-    if since is not None: q = q.where(P.c.created_at >= since)
-    if until is not None: q = q.where(P.c.created_at < until)
-    if model_version is not None: q = q.where(P.c.model_version == str(model_version))
+    q = sa.select(
+        *cols,
+        F.c.true_queue,
+        F.c.created_at.label("feedback_at"),
+        F.c.source.label("feedback_source"),
+        latest.c.corrections,
+    ).select_from(P.outerjoin(latest, latest.c.request_id == P.c.request_id).outerjoin(F, F.c.id == latest.c.fid))
+    if since is not None:
+        q = q.where(P.c.created_at >= since)
+    if until is not None:
+        q = q.where(P.c.created_at < until)
+    if model_version is not None:
+        q = q.where(P.c.model_version == str(model_version))
     with engine.connect() as conn:
         df = pd.read_sql(q.order_by(P.c.id), conn, parse_dates=["created_at", "feedback_at"])
     df["corrections"] = df["corrections"].fillna(0).astype(int)
@@ -356,7 +499,12 @@ def read_log(engine: sa.Engine, since: datetime | None = None, until: datetime |
 def read_shadow(engine: sa.Engine, since: datetime | None = None) -> pd.DataFrame:
     "The shadow challenger's answers: request_id, created_at, model_name, model_version, queue, score, latency_ms."
     import pandas as pd
+
     S = ShadowRow.__table__
-    q = sa.select(S.c.request_id, S.c.created_at, S.c.model_name, S.c.model_version, S.c.queue, S.c.score, S.c.latency_ms)
-    if since is not None: q = q.where(S.c.created_at >= since)
-    with engine.connect() as conn: return pd.read_sql(q.order_by(S.c.id), conn, parse_dates=["created_at"])
+    q = sa.select(
+        S.c.request_id, S.c.created_at, S.c.model_name, S.c.model_version, S.c.queue, S.c.score, S.c.latency_ms
+    )
+    if since is not None:
+        q = q.where(S.c.created_at >= since)
+    with engine.connect() as conn:
+        return pd.read_sql(q.order_by(S.c.id), conn, parse_dates=["created_at"])

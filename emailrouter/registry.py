@@ -29,27 +29,39 @@ __all__ = ['log', 'CHALLENGER', 'CHAMPION', 'QUEUE_SHARES', 'PYFUNC_SIGNATURE', 
 
 # %% ../nbs/09_registry.ipynb #2fcff799
 CHALLENGER, CHAMPION = "challenger", "champion"
-QUEUE_SHARES = "queue_shares.json"   # the training split's share of each queue, logged with every trained model
+QUEUE_SHARES = "queue_shares.json"  # the training split's share of each queue, logged with every trained model
+
 
 @contextmanager
 def quiet_mlflow():
-    "Inside the block MLflow prints no event messages (table creation, input-example checks, registrations) and no artifact bars."
+    """Inside the block MLflow prints no event messages (table creation, input-example checks, registrations) and no
+    artifact bars."""
     from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM, disable_logging, enable_logging
+
     was, bars = MLFLOW_LOGGING_STREAM.enabled, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    disable_logging(); os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try: yield
+    disable_logging()
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
     finally:
-        if was: enable_logging()
-        if bars is None: os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else: os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bars
+        if was:
+            enable_logging()
+        if bars is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bars
+
 
 def configure_mlflow(settings: Settings | None = None) -> str:
     "Point MLflow at the configured store and experiment; returns the experiment id."
     s = settings or load_settings()
-    if s.mlflow_tracking_username: os.environ["MLFLOW_TRACKING_USERNAME"] = s.mlflow_tracking_username
-    if s.mlflow_tracking_password: os.environ["MLFLOW_TRACKING_PASSWORD"] = s.mlflow_tracking_password.get_secret_value()
+    if s.mlflow_tracking_username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = s.mlflow_tracking_username
+    if s.mlflow_tracking_password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = s.mlflow_tracking_password.get_secret_value()
     uri = s.mlflow_tracking_uri
-    if uri.startswith("sqlite:///"): Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     with quiet_mlflow():
         exp = mlflow.get_experiment_by_name(s.experiment_name)
@@ -57,7 +69,8 @@ def configure_mlflow(settings: Settings | None = None) -> str:
             local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
             where = (Path(s.output_dir) / "mlartifacts").resolve().as_uri() if local else None
             exp_id = mlflow.create_experiment(s.experiment_name, artifact_location=where)
-        else: exp_id = exp.experiment_id
+        else:
+            exp_id = exp.experiment_id
         mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 
@@ -65,9 +78,11 @@ def configure_mlflow(settings: Settings | None = None) -> str:
 class ModelNotFound(RuntimeError):
     "The configured model could not be found or loaded; the message says what was looked for."
 
+
 @dataclass(frozen=True)
 class ModelURI:
     "A parsed model URI: `kind` is folder, alias, version or run."
+
     uri: str
     kind: str
     name: str | None = None
@@ -76,50 +91,72 @@ class ModelURI:
     run_id: str | None = None
     path: Path | None = None
 
+
 def parse_model_uri(uri: str) -> ModelURI:
-    "Read `models:/<name>@<alias>`, `models:/<name>/<version>`, `runs:/<run>/<path>` or a folder; `ValueError` if malformed."
+    """Read `models:/<name>@<alias>`, `models:/<name>/<version>`, `runs:/<run>/<path>` or a folder; `ValueError` if
+    malformed."""
     u = (uri or "").strip()
     if u.startswith("models:/"):
-        ref = u[len("models:/"):]
+        ref = u[len("models:/") :]
         if "@" in ref:
             name, alias = ref.split("@", 1)
-            if name and alias: return ModelURI(u, "alias", name=name, alias=alias)
+            if name and alias:
+                return ModelURI(u, "alias", name=name, alias=alias)
         elif "/" in ref:
             name, version = ref.split("/", 1)
-            if name and version.isdigit(): return ModelURI(u, "version", name=name, version=version)
+            if name and version.isdigit():
+                return ModelURI(u, "version", name=name, version=version)
         raise ValueError(f"cannot read model URI {u!r}: use models:/<name>@<alias> or models:/<name>/<version>")
     if u.startswith("runs:/"):
-        run_id = u[len("runs:/"):].strip("/").split("/")[0]
-        if not run_id: raise ValueError(f"cannot read model URI {u!r}: use runs:/<run id>/model")
+        run_id = u[len("runs:/") :].strip("/").split("/")[0]
+        if not run_id:
+            raise ValueError(f"cannot read model URI {u!r}: use runs:/<run id>/model")
         return ModelURI(u, "run", run_id=run_id)
     if not u or "://" in u or u.startswith(("models:", "runs:")):
-        raise ValueError(f"cannot read model URI {u!r}: use models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/model or a folder")
+        raise ValueError(
+            f"cannot read model URI {u!r}: use models:/<name>@<alias>, models:/<name>/<version>, runs:/<run "
+            "id>/model or a folder"
+        )
     return ModelURI(u, "folder", path=Path(u).expanduser(), name=Path(u).expanduser().name)
 
-_HINT = "train one with `emailrouter train --demo` and promote it with `emailrouter promote`, or set EMAILROUTER_MODEL_URI"
+
+_HINT = (
+    "train one with `emailrouter train --demo` and promote it with `emailrouter promote`, or set EMAILROUTER_MODEL_URI"
+)
+
 
 def _why(e: Exception) -> str:
-    "One line on why an MLflow call failed (its messages carry no credentials); a refused login says which settings to check."
+    """One line on why an MLflow call failed (its messages carry no credentials); a refused login says which settings
+    to check."""
     first = (str(e).splitlines() or [""])[0][:200]
     if "error code 401" in first or "error code 403" in first:
-        return ("the MLflow server refused the login: check EMAILROUTER_MLFLOW_TRACKING_USERNAME and "
-                "EMAILROUTER_MLFLOW_TRACKING_PASSWORD")
+        return (
+            "the MLflow server refused the login: check EMAILROUTER_MLFLOW_TRACKING_USERNAME and "
+            "EMAILROUTER_MLFLOW_TRACKING_PASSWORD"
+        )
     return f"{type(e).__name__}: {first}"
+
 
 def check_model(uri: str, settings: Settings | None = None) -> ModelURI:
     "Cheap check that `uri` names an existing model (no weights loaded); raises `ModelNotFound` with a one-line reason."
     s = settings or load_settings()
-    try: ref = parse_model_uri(uri)
-    except ValueError as e: raise ModelNotFound(f"{e}; {_HINT}") from None
+    try:
+        ref = parse_model_uri(uri)
+    except ValueError as e:
+        raise ModelNotFound(f"{e}; {_HINT}") from None
     if ref.kind == "folder":
-        if not (ref.path / "config.json").exists(): raise ModelNotFound(f"no model folder at {uri}; {_HINT}")
+        if not (ref.path / "config.json").exists():
+            raise ModelNotFound(f"no model folder at {uri}; {_HINT}")
         return ref
     try:
         configure_mlflow(s)
         client = MlflowClient()
-        if ref.kind == "run": client.get_run(ref.run_id)
-        elif ref.kind == "alias": client.get_model_version_by_alias(ref.name, ref.alias)
-        else: client.get_model_version(ref.name, ref.version)
+        if ref.kind == "run":
+            client.get_run(ref.run_id)
+        elif ref.kind == "alias":
+            client.get_model_version_by_alias(ref.name, ref.alias)
+        else:
+            client.get_model_version(ref.name, ref.version)
     except Exception as e:
         raise ModelNotFound(f"no model at {uri} in {redact_url(s.mlflow_tracking_uri)} ({_why(e)}); {_HINT}") from None
     return ref
@@ -127,20 +164,33 @@ def check_model(uri: str, settings: Settings | None = None) -> ModelURI:
 # %% ../nbs/09_registry.ipynb #5dc88f9c
 PYFUNC_SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "subject", required=False), ColSpec("string", "body")]),
-    outputs=Schema([ColSpec("string", "queue"), ColSpec("double", "score"),
-                    ColSpec(Array(Object([Property("queue", "string"), Property("score", "double")])), "top_k"),
-                    ColSpec("string", "route")]),
-    params=ParamSchema([ParamSpec("top_k", "long", 3)]))
-INPUT_EXAMPLE = pd.DataFrame({"subject": ["Flytning"], "body": ["Hej, jeg flytter den 1. maj og vil gerne tage mit bredbånd med."]})
+    outputs=Schema(
+        [
+            ColSpec("string", "queue"),
+            ColSpec("double", "score"),
+            ColSpec(Array(Object([Property("queue", "string"), Property("score", "double")])), "top_k"),
+            ColSpec("string", "route"),
+        ]
+    ),
+    params=ParamSchema([ParamSpec("top_k", "long", 3)]),
+)
+INPUT_EXAMPLE = pd.DataFrame(
+    {"subject": ["Flytning"], "body": ["Hej, jeg flytter den 1. maj og vil gerne tage mit bredbånd med."]}
+)
+
 
 class RouterPyfunc(mlflow.pyfunc.PythonModel):
-    "MLflow pyfunc: raw e-mails in, the routing decision (`EmailRouter.decide`) out, cleaned with `clean_email` as in training."
+    """MLflow pyfunc: raw e-mails in, the routing decision (`EmailRouter.decide`) out, cleaned with `clean_email` as
+    in training."""
+
     def load_context(self, context):
         self.router = serving_router(context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        if not isinstance(model_input, pd.DataFrame): model_input = pd.DataFrame(model_input)
-        if "body" not in model_input.columns: raise ValueError("input needs a 'body' column")
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        if "body" not in model_input.columns:
+            raise ValueError("input needs a 'body' column")
         top_k = int((params or {}).get("top_k", 3))
         res = self.router.route(model_input.where(model_input.notna(), None), top_k=top_k)
         return pd.DataFrame(res, columns=["queue", "score", "top_k", "route"])
@@ -151,8 +201,8 @@ def version_files(client: MlflowClient, mv) -> str:
     MLflow resolves `models:/` URIs but without MLflow's download, which writes `registered_model_meta` into
     the folder of a local store."""
     where = client.get_model_version_download_uri(mv.name, mv.version)
-    logged = where[len("models:/"):] if where.startswith("models:/") else ""
-    if logged and not any(c in logged for c in "/@"):    # a logged model's id (MLflow 3): its artifact location
+    logged = where[len("models:/") :] if where.startswith("models:/") else ""
+    if logged and not any(c in logged for c in "/@"):  # a logged model's id (MLflow 3): its artifact location
         where = client.get_logged_model(logged).artifact_location
     return where
 
@@ -160,6 +210,7 @@ def version_files(client: MlflowClient, mv) -> str:
 @dataclass
 class LoadedModel:
     "A loaded model and what is known about it."
+
     router: EmailRouter
     uri: str
     name: str | None = None
@@ -168,30 +219,40 @@ class LoadedModel:
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
-    def labels(self) -> list[str]: return self.router.labels
+    def labels(self) -> list[str]:
+        return self.router.labels
+
 
 def load_model(uri: str, settings: Settings | None = None) -> LoadedModel:
     "Load `uri` (registry alias or version, run, or folder) for serving; raises `ModelNotFound` with a one-line reason."
     s = settings or load_settings()
     ref = check_model(uri, s)
     if ref.kind == "folder":
-        try: return LoadedModel(serving_router(ref.path, s), uri, name=ref.name)
-        except (OSError, ValueError) as e: raise ModelNotFound(f"no usable model in folder {uri}: {e}") from None
+        try:
+            return LoadedModel(serving_router(ref.path, s), uri, name=ref.name)
+        except (OSError, ValueError) as e:
+            raise ModelNotFound(f"no usable model in folder {uri}: {e}") from None
     client, version, metrics = MlflowClient(), ref.version, {}
     try:
         if ref.kind != "run":
-            mv = (client.get_model_version_by_alias(ref.name, ref.alias) if ref.kind == "alias"
-                  else client.get_model_version(ref.name, ref.version))
+            mv = (
+                client.get_model_version_by_alias(ref.name, ref.alias)
+                if ref.kind == "alias"
+                else client.get_model_version(ref.name, ref.version)
+            )
             version = str(mv.version)
-            if mv.run_id: metrics = dict(client.get_run(mv.run_id).data.metrics)
+            if mv.run_id:
+                metrics = dict(client.get_run(mv.run_id).data.metrics)
             uri_files = version_files(client, mv)
-        else: uri_files = uri                   # MLflow downloads a run's model into a temporary folder of its own
+        else:
+            uri_files = uri  # MLflow downloads a run's model into a temporary folder of its own
         log.debug("loading %s from %s", uri, redact_url(uri_files))
-        with quiet_mlflow(): router = mlflow.pyfunc.load_model(uri_files).unwrap_python_model().router
+        with quiet_mlflow():
+            router = mlflow.pyfunc.load_model(uri_files).unwrap_python_model().router
     except Exception as e:
         where = redact_url(s.mlflow_tracking_uri)
         raise ModelNotFound(f"could not load {uri} from {where} ({_why(e)}); {_HINT}") from None
-    env = load_settings()        # what the pyfunc built its router with; rebuilt only when `s` asks for another one
+    env = load_settings()  # what the pyfunc built its router with; rebuilt only when `s` asks for another one
     knobs = lambda x: (x.serve_backend, x.batch_tokens, x.inference_threads)
     if knobs(s) != knobs(env):
         router = serving_router(router.model_dir, s)
@@ -204,7 +265,13 @@ def training_queue_shares(settings: Settings | None = None, version: str | None 
     try:
         configure_mlflow(s)
         client = MlflowClient()
-        v = client.get_model_version(s.model_name, version) if version else client.get_model_version_by_alias(s.model_name, CHAMPION)
-        with quiet_mlflow(): return mlflow.artifacts.load_dict(f"runs:/{v.run_id}/{QUEUE_SHARES}")
+        v = (
+            client.get_model_version(s.model_name, version)
+            if version
+            else client.get_model_version_by_alias(s.model_name, CHAMPION)
+        )
+        with quiet_mlflow():
+            return mlflow.artifacts.load_dict(f"runs:/{v.run_id}/{QUEUE_SHARES}")
     except Exception as e:
-        log.info("no training queue shares for %s (%s)", s.model_name, type(e).__name__); return None
+        log.info("no training queue shares for %s (%s)", s.model_name, type(e).__name__)
+        return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,18 +19,37 @@ __all__ = ['tiny_encoder', 'scratch_settings', 'free_port', 'ServedUrl', 'serve_
 
 # %% ../nbs/07_testing.ipynb #3f99d599
 def tiny_encoder(folder: str | Path, arch: str = "convbert", labels: list[str] | None = None, seed: int = 0) -> Path:
-    """Save a tiny random encoder and its tokenizer to `folder`: `arch` "convbert" (cased tokenizer) or "bert" (uncased).
+    """Save a tiny random encoder and its tokenizer to `folder`: `arch` "convbert" (cased tokenizer) or "bert"
+       (uncased).
     With `labels`, a sequence classifier for those queues."""
     import torch
-    from transformers import (AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel, ConvBertConfig,
-                              ConvBertForSequenceClassification, ConvBertModel)
-    if arch not in ("convbert", "bert"): raise ValueError(f"arch must be 'convbert' or 'bert', got {arch!r}")
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+        BertModel,
+        ConvBertConfig,
+        ConvBertForSequenceClassification,
+        ConvBertModel,
+    )
+
+    if arch not in ("convbert", "bert"):
+        raise ValueError(f"arch must be 'convbert' or 'bert', got {arch!r}")
     folder = Path(folder)
     with quiet_libraries():
         tok = AutoTokenizer.from_pretrained(offline_base_model(), do_lower_case=arch == "bert")
-        size = dict(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                    max_position_embeddings=512)
-        if labels: size.update(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+        size = dict(
+            vocab_size=tok.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+        )
+        if labels:
+            size.update(
+                num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}
+            )
         torch.manual_seed(seed)
         if arch == "convbert":
             cfg = ConvBertConfig(embedding_size=32, **size)
@@ -39,13 +57,16 @@ def tiny_encoder(folder: str | Path, arch: str = "convbert", labels: list[str] |
         else:
             cfg = BertConfig(**size)
             model = (BertForSequenceClassification if labels else BertModel)(cfg)
-        model.save_pretrained(folder); tok.save_pretrained(folder)
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
     return folder
 
 # %% ../nbs/07_testing.ipynb #9ec070c6
 def scratch_settings(folder: str | Path, **overrides) -> Settings:
     "Settings whose outputs all go under `folder`, progress bars off, small queues allowed; `overrides` win."
-    return load_settings(**{"output_dir": Path(folder) / "runs", "progress": False, "min_examples_per_label": 5, **overrides})
+    return load_settings(
+        **{"output_dir": Path(folder) / "runs", "progress": False, "min_examples_per_label": 5, **overrides}
+    )
 
 # %% ../nbs/07_testing.ipynb #52e18ae4
 def free_port() -> int:
@@ -54,42 +75,70 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
 class ServedUrl(str):
     "The base URL of a served process; `.proc` is its `Popen`, for tests that kill it."
+
     def __new__(cls, url: str, proc: subprocess.Popen):
-        self = super().__new__(cls, url); self.proc = proc; return self
+        self = super().__new__(cls, url)
+        self.proc = proc
+        return self
+
 
 @contextmanager
-def serve_process(cmd: list[str], ready_path: str = "/ready", env: dict | None = None, cwd: str | Path | None = None,
-                  timeout: float = 120,
-                  ready_auth: tuple[str, str] | None = None):
-    "Run `cmd` (with `{port}` filled in) until the block ends; yields its base URL once `ready_path` answers 200 (with `ready_auth`, a basic-auth login)."
+def serve_process(
+    cmd: list[str],
+    ready_path: str = "/ready",
+    env: dict | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 120,
+    ready_auth: tuple[str, str] | None = None,
+):
+    """Run `cmd` (with `{port}` filled in) until the block ends; yields its base URL once `ready_path` answers 200
+    (with `ready_auth`, a basic-auth login)."""
     import httpx
+
     port = free_port()
-    proc = subprocess.Popen([c.replace("{port}", str(port)) for c in cmd], env={**os.environ, **(env or {})}, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [c.replace("{port}", str(port)) for c in cmd],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode} before it was ready:\n{proc.stdout.read()[-3000:]}")
+                raise RuntimeError(
+                    f"{cmd[0]} exited with {proc.returncode} before it was ready:\n{proc.stdout.read()[-3000:]}"
+                )
             try:
-                if httpx.get(url + ready_path, timeout=2, auth=ready_auth).status_code == 200: break
-            except httpx.HTTPError: pass
-            if time.monotonic() > deadline: raise TimeoutError(f"{url}{ready_path} did not answer 200 within {timeout:.0f} s")
+                if httpx.get(url + ready_path, timeout=2, auth=ready_auth).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url}{ready_path} did not answer 200 within {timeout:.0f} s")
             time.sleep(0.3)
         yield ServedUrl(url, proc)
     finally:
         proc.terminate()
-        try: proc.wait(timeout=30)
-        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 # %% ../nbs/07_testing.ipynb #0602cf85
 import threading
 
+
 class TcpProxy:
     "Forwards 127.0.0.1:`port` to `host`:`target_port`; `stop()` cuts every connection, `start()` serves again."
+
     def __init__(self, host: str, target_port: int):
         self.host, self.target_port, self.port = host, target_port, free_port()
         self._listener: socket.socket | None = None
@@ -99,55 +148,83 @@ class TcpProxy:
     def url(self, url: str) -> str:
         "`url` (an SQLAlchemy URL to the target) rewritten to go through the proxy."
         from sqlalchemy.engine import make_url
+
         return make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", self.port)); ls.listen(64)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
         self._listener = ls
         threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
         return self
 
     def _accept(self, ls: socket.socket):
         while True:
-            try: client, _ = ls.accept()
-            except OSError: return                       # stopped
-            try: upstream = socket.create_connection((self.host, self.target_port), timeout=5)
-            except OSError: client.close(); continue
-            with self._lock: self._conns += [client, upstream]
+            try:
+                client, _ = ls.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection((self.host, self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket):
         try:
-            while data := src.recv(65536): dst.sendall(data)
-        except OSError: pass
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
         finally:
             for x in (src, dst):
-                try: x.shutdown(socket.SHUT_RDWR)
-                except OSError: pass
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def stop(self):
         "Refuse new connections and cut the open ones."
         if self._listener is not None:
-            try: self._listener.shutdown(socket.SHUT_RDWR)      # wakes the accepting thread (close alone does not)
-            except OSError: pass
-            self._listener.close(); self._listener = None
-        with self._lock: conns, self._conns = self._conns, []
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
         for c in conns:
-            try: c.shutdown(socket.SHUT_RDWR)
-            except OSError: pass
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             c.close()
 
 # %% ../nbs/07_testing.ipynb #e6381453
 def call(app, outputs: str, inputs: list[dict], state: list[dict] | None = None) -> dict:
-    "Run one of a Dash `app`'s callbacks as the browser would (POST /_dash-update-component); returns the response's outputs."
+    """Run one of a Dash `app`'s callbacks as the browser would (POST /_dash-update-component); returns the
+    response's outputs."""
     web = app.server.test_client()
     parts = [p.rsplit(".", 1) for p in outputs.strip(".").split("...")]
     outs = [{"id": i, "property": p} for i, p in parts]
-    r = web.post("/_dash-update-component", json={"output": outputs, "outputs": outs if len(outs) > 1 else outs[0], "inputs": inputs, "state": state or [],
-                                                   "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"]})
-    if r.status_code != 200: raise RuntimeError(f"callback {outputs} answered {r.status_code}: {r.get_data(as_text=True)[:300]}")
+    r = web.post(
+        "/_dash-update-component",
+        json={
+            "output": outputs,
+            "outputs": outs if len(outs) > 1 else outs[0],
+            "inputs": inputs,
+            "state": state or [],
+            "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"],
+        },
+    )
+    if r.status_code != 200:
+        raise RuntimeError(f"callback {outputs} answered {r.status_code}: {r.get_data(as_text=True)[:300]}")
     return r.get_json()["response"]

@@ -28,16 +28,24 @@ __all__ = ['log', 'MAX_HTML_TAGS', 'MAX_HTML_CHARS', 'PLACEHOLDERS', 'SUBJECT_SE
 # %% ../nbs/01_text.ipynb #cb20d996
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
+
 def to_text(value) -> str:
     "Valid Unicode text from `value`: invalid UTF-8 bytes and lone surrogates become U+FFFD, None becomes ''."
-    if value is None: return ""
-    if isinstance(value, (bytes, bytearray, memoryview)): return bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, float) and value != value: return ""  # pandas NaN
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, float) and value != value:
+        return ""  # pandas NaN
     return _SURROGATE.sub("\ufffd", str(value))
 
 # %% ../nbs/01_text.ipynb #822bd2aa
-_HTML_TAG = re.compile(r"<\s*(?:/\s*)?(html|body|head|div|p|br|span|table|tbody|td|tr|font|b|i|u|a|blockquote|meta|"
-                       r"style|hr|ul|ol|li|h[1-6]|o:p)\b", re.I)
+_HTML_TAG = re.compile(
+    r"<\s*(?:/\s*)?(html|body|head|div|p|br|span|table|tbody|td|tr|font|b|i|u|a|blockquote|meta|"
+    r"style|hr|ul|ol|li|h[1-6]|o:p)\b",
+    re.I,
+)
+
 
 def looks_like_html(text: str) -> bool:
     "True when `text` contains real HTML tags (not just a stray `<`): a known tag name after `<`, and a `>` after that."
@@ -45,42 +53,68 @@ def looks_like_html(text: str) -> bool:
     return m is not None and text.find(">", m.end()) >= 0
 
 # %% ../nbs/01_text.ipynb #3cd53818
-_BLOCK = ["p", "div", "tr", "table", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "pre", "section",
-          "header", "footer"]
+_BLOCK = [
+    "p",
+    "div",
+    "tr",
+    "table",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "pre",
+    "section",
+    "header",
+    "footer",
+]
 _BLOCKS = frozenset(_BLOCK)
 _DROPPED = frozenset(["script", "style", "head", "title", "meta", "xml", "br"])  # nothing inside is shown
 _NOT_TEXT = frozenset(["rt", "rp", "template"])  # strings inside are ruby annotations or unused templates
-_KEEP_BLANKS = frozenset(["pre", "textarea"])    # blank-only strings inside keep every blank
+_KEEP_BLANKS = frozenset(["pre", "textarea"])  # blank-only strings inside keep every blank
 _ASCII_BLANKS = " \n\t\f\r"
 _DROP, _BLOCK_TAG, _QUOTE, _NO_TEXT, _KEEP = 1, 2, 4, 8, 16  # what an open element changes, undone when it closes
 
+
 class _TextTarget:
     "lxml parser target: the visible text of an HTML mail, written as the parse events arrive, no tree built."
+
     def __init__(self, max_tags: int):
         self.max_tags, self.tags, self.cut = max_tags, 0, False
-        self.names, self.flags, self.open = [], [], Counter()   # open elements, innermost last; open count by name
+        self.names, self.flags, self.open = [], [], Counter()  # open elements, innermost last; open count by name
         self.dropped = self.no_text = self.keep = self.quotes = 0
-        self.out, self.outer, self.pending = [], None, []       # text so far (of the quote, in one); outside it; data
+        self.out, self.outer, self.pending = [], None, []  # text so far (of the quote, in one); outside it; data
 
     def _place(self):
         "The pending data as one string; a blank-only one shrinks to a newline or a space, as a tree builder does."
         s, self.pending = "".join(self.pending), []
-        if self.dropped or self.no_text: return
-        if not self.keep and not s.strip(_ASCII_BLANKS): s = "\n" if "\n" in s else " "
+        if self.dropped or self.no_text:
+            return
+        if not self.keep and not s.strip(_ASCII_BLANKS):
+            s = "\n" if "\n" in s else " "
         self.out.append(s)
 
     def start(self, tag, attrib=None, nsmap=None):
-        if self.cut: return
-        if self.pending: self._place()
+        if self.cut:
+            return
+        if self.pending:
+            self._place()
         if self.tags == self.max_tags:
             self.cut = True  # from here on every event is ignored; `close` closes what is open
             return
         self.tags += 1
         f = 0
-        if self.dropped: pass
+        if self.dropped:
+            pass
         elif tag in _DROPPED:
             f = _DROP
-            if tag == "br": self.out.append("\n")
+            if tag == "br":
+                self.out.append("\n")
         else:
             if tag in _BLOCKS:
                 f |= _BLOCK_TAG
@@ -88,20 +122,32 @@ class _TextTarget:
             elif tag == "blockquote":
                 f |= _QUOTE
                 self.quotes += 1
-                if self.quotes == 1: self.outer, self.out = self.out, []
-            if tag in _NOT_TEXT: f |= _NO_TEXT; self.no_text += 1
-            if tag in _KEEP_BLANKS: f |= _KEEP; self.keep += 1
-        if f & _DROP: self.dropped += 1
-        self.names.append(tag); self.flags.append(f); self.open[tag] += 1
+                if self.quotes == 1:
+                    self.outer, self.out = self.out, []
+            if tag in _NOT_TEXT:
+                f |= _NO_TEXT
+                self.no_text += 1
+            if tag in _KEEP_BLANKS:
+                f |= _KEEP
+                self.keep += 1
+        if f & _DROP:
+            self.dropped += 1
+        self.names.append(tag)
+        self.flags.append(f)
+        self.open[tag] += 1
 
     def _close(self):
         "Close the innermost open element."
         tag, f = self.names.pop(), self.flags.pop()
         self.open[tag] -= 1
-        if f & _DROP: self.dropped -= 1
-        if f & _BLOCK_TAG: self.out.append("\n")
-        if f & _NO_TEXT: self.no_text -= 1
-        if f & _KEEP: self.keep -= 1
+        if f & _DROP:
+            self.dropped -= 1
+        if f & _BLOCK_TAG:
+            self.out.append("\n")
+        if f & _NO_TEXT:
+            self.no_text -= 1
+        if f & _KEEP:
+            self.keep -= 1
         if f & _QUOTE:
             self.quotes -= 1
             if not self.quotes:  # the outermost quote ends: its text, nested quotes included, as "> " lines
@@ -109,53 +155,74 @@ class _TextTarget:
                 self.out.append("\n" + "\n".join("> " + l for l in inner.split("\n")) + "\n")
 
     def end(self, tag):
-        if self.cut: return
-        if self.pending: self._place()
-        if self.open[tag] <= 0: return  # nothing of that name is open
-        while self.names[-1] != tag: self._close()
+        if self.cut:
+            return
+        if self.pending:
+            self._place()
+        if self.open[tag] <= 0:
+            return  # nothing of that name is open
+        while self.names[-1] != tag:
+            self._close()
         self._close()
 
     def data(self, text):
-        if not self.cut: self.pending.append(text)
+        if not self.cut:
+            self.pending.append(text)
 
     def _boundary(self, *args):  # comments, processing instructions and doctypes end a string and show nothing
-        if self.pending and not self.cut: self._place()
+        if self.pending and not self.cut:
+            self._place()
+
     comment = pi = doctype = _boundary
 
     def close(self) -> str:
-        if self.pending: self._place()
-        while self.names: self._close()
+        if self.pending:
+            self._place()
+        while self.names:
+            self._close()
         return "".join(self.out)
 
 # %% ../nbs/01_text.ipynb #d2692187
-MAX_HTML_TAGS = 20_000    # start tags read: 10x the ~1,900 of a 64 KB mail at the demo inbox's 34 characters a tag
+MAX_HTML_TAGS = 20_000  # start tags read: 10x the ~1,900 of a 64 KB mail at the demo inbox's 34 characters a tag
 MAX_HTML_CHARS = 100_000  # characters of markup read: the longest body the data layer keeps (`max_body_chars`)
-_FEED = 512               # characters per parser feed, as BeautifulSoup fed lxml: the same events as before
+_FEED = 512  # characters per parser feed, as BeautifulSoup fed lxml: the same events as before
+
 
 @dataclass(frozen=True)
 class HtmlText:
     "The visible text of an HTML mail, and how much of the markup was read to get it."
+
     text: str
-    tags: int   # start tags read
+    tags: int  # start tags read
     chars: int  # characters of markup read
-    cut: bool   # True when the markup went past `MAX_HTML_TAGS` or `MAX_HTML_CHARS` and the rest was dropped
+    cut: bool  # True when the markup went past `MAX_HTML_TAGS` or `MAX_HTML_CHARS` and the rest was dropped
+
 
 def html_text(markup: str, max_tags: int = MAX_HTML_TAGS, max_chars: int = MAX_HTML_CHARS) -> HtmlText:
     "Visible text of an HTML e-mail, in one pass over lxml's parse events, of at most `max_tags` tags and `max_chars`."
-    if markup[:1] == "\ufeff": markup = markup[1:]  # a byte order mark is no text
+    if markup[:1] == "\ufeff":
+        markup = markup[1:]  # a byte order mark is no text
     target = _TextTarget(max_tags)
     parser = etree.HTMLParser(target=target, recover=True)
     end, read = min(len(markup), max_chars), 0
     while True:  # feeds at least once, even empty markup: lxml needs a feed before `close`
-        parser.feed(markup[read:min(read + _FEED, end)])
+        parser.feed(markup[read : min(read + _FEED, end)])
         read = min(read + _FEED, end)
-        if read >= end or target.cut: break
+        if read >= end or target.cut:
+            break
     text = parser.close()
     cut = target.cut or len(markup) > max_chars
     if cut:
-        log.warning("HTML body cut: read %d of %d characters and %d tags (limits: %d characters, %d tags); "
-                    "the rest is dropped", read, len(markup), target.tags, max_chars, max_tags)
+        log.warning(
+            "HTML body cut: read %d of %d characters and %d tags (limits: %d characters, %d tags); the rest is dropped",
+            read,
+            len(markup),
+            target.tags,
+            max_chars,
+            max_tags,
+        )
     return HtmlText(text, target.tags, read, cut)
+
 
 def html_to_text(markup: str) -> str:
     "Visible text of an HTML e-mail (see `html_text`); `<blockquote>` contents come back as `>`-quoted lines."
@@ -166,6 +233,7 @@ _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), No
 _SPACES = re.compile(r"[^\S\n]+")  # any blank but the line break: space, tab, no-break, thin, ogham, ideographic...
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls except tab, newline, CR
 _LINE_BREAKS = str.maketrans({"\r": "\n", "\u2028": "\n", "\u2029": "\n"})  # CR, line and paragraph separators
+
 
 def normalise(text: str) -> str:
     "NFC-normalise, drop zero-width and control characters, unify line endings and collapse runs of blanks."
@@ -178,29 +246,42 @@ def normalise(text: str) -> str:
 # %% ../nbs/01_text.ipynb #e8788102
 _SEPARATOR = re.compile(
     r"^[-_=*\s]*(oprindelig meddelelse|original message|videresendt (meddelelse|besked|e-?mail)|"
-    r"forwarded message|ursprüngliche nachricht|weitergeleitete nachricht|svar på meddelelse)[-_=*\s:]*$", re.I)
-_FORWARD_INTRO = re.compile(r"^(start på videresendt (besked|meddelelse|e-?mail)|begin forwarded message|"
-                            r"videresendt (besked|meddelelse))\s*+:?\s*+$", re.I)
+    r"forwarded message|ursprüngliche nachricht|weitergeleitete nachricht|svar på meddelelse)[-_=*\s:]*$",
+    re.I,
+)
+_FORWARD_INTRO = re.compile(
+    r"^(start på videresendt (besked|meddelelse|e-?mail)|begin forwarded message|"
+    r"videresendt (besked|meddelelse))\s*+:?\s*+$",
+    re.I,
+)
 _WROTE = re.compile(r"\b(skrev|wrote|schrieb|a écrit|kirjoitti)\b.{0,200}:\s*$", re.I)
 _WROTE_START = re.compile(r"^(den|d\.|on|am|le|\d{1,4}[./-]\d{1,2}|[a-zæøå]{2,4}\.? \d{1,2}\.)", re.I)
-_HEADER_FIELD = re.compile(r"^\**\s*(fra|from|von|sendt|sent|date|dato|til|to|an|emne|subject|betreff|cc|bcc)\s*:\**\s*", re.I)
+_HEADER_FIELD = re.compile(
+    r"^\**\s*(fra|from|von|sendt|sent|date|dato|til|to|an|emne|subject|betreff|cc|bcc)\s*:\**\s*", re.I
+)
 _FROM_FIELD = re.compile(r"^\**\s*(fra|from|von)\s*:\**\s*\S", re.I)
+
 
 def _wrote_header(s: str) -> bool:
     "`Den ... skrev ...:` / `On ... wrote:` ending a short line that starts with a date or names an address."
     return len(s) < 300 and bool(_WROTE.search(s)) and bool(_WROTE_START.match(s) or "@" in s or len(s) < 100)
 
+
 def _is_reply_header(lines: list[str], i: int) -> bool:
     line = lines[i].strip().strip("*_ ")
-    if not line: return False
-    if _SEPARATOR.match(line) or _FORWARD_INTRO.match(line): return True
-    if _wrote_header(line): return True
+    if not line:
+        return False
+    if _SEPARATOR.match(line) or _FORWARD_INTRO.match(line):
+        return True
+    if _wrote_header(line):
+        return True
     if i + 1 < len(lines) and _WROTE_START.match(line) and _wrote_header(line + " " + lines[i + 1].strip()):
         return True
     if _FROM_FIELD.match(line):
-        fields = sum(bool(_HEADER_FIELD.match(l.strip())) for l in lines[i + 1:i + 6])
+        fields = sum(bool(_HEADER_FIELD.match(l.strip())) for l in lines[i + 1 : i + 6])
         return fields >= 2
     return False
+
 
 def strip_quotes(text: str) -> str:
     "Cut `text` at the first reply/forward header and drop `>`-quoted lines."
@@ -211,7 +292,8 @@ def strip_quotes(text: str) -> str:
             break
     kept = [l for l in lines if not l.lstrip().startswith(">")]
     # trailing separator rules (Outlook puts "____" above the header block)
-    while kept and re.fullmatch(r"\s*[-_=]{5,}\s*|\s*", kept[-1]): kept.pop()
+    while kept and re.fullmatch(r"\s*[-_=]{5,}\s*|\s*", kept[-1]):
+        kept.pop()
     return "\n".join(kept).strip()
 
 # %% ../nbs/01_text.ipynb #af660354
@@ -220,26 +302,39 @@ _SIGNOFF = re.compile(
     r"(de\s+)?bedste\s+hilsner|mange\s+hilsner|hilsen|hilsner|kh\.?|k\.\s?h\.|vh\.?|v\.\s?h\.|"
     r"med\s+venlig\s+hilsen\s*/\s*best\s+regards|best\s+regards|kind\s+regards|warm\s+regards|regards|"
     r"best\s+wishes|best|cheers|sincerely|yours\s+sincerely|thanks\s+and\s+regards|"
-    r"(med\s+)?vänliga\s+hälsningar|hälsningar|(med\s+)?vennlig\s+hilsen|"                # Swedish, Norwegian
+    r"(med\s+)?vänliga\s+hälsningar|hälsningar|(med\s+)?vennlig\s+hilsen|"  # Swedish, Norwegian
     r"mit\s+freundlichen\s+grüßen|freundliche\s+grüße|viele\s+grüße|beste\s+grüße|liebe\s+grüße|mfg|"  # German
-    r"pozdrawiam|z\s+poważaniem|z\s+wyrazami\s+szacunku)"                                # Polish
-    r"[\s,.!:]*+([A-ZÆØÅ][\w.'-]*(\s+[A-ZÆØÅ][\w.'-]*){0,3}[,.]?)?\s*$")
+    r"pozdrawiam|z\s+poważaniem|z\s+wyrazami\s+szacunku)"  # Polish
+    r"[\s,.!:]*+([A-ZÆØÅ][\w.'-]*(\s+[A-ZÆØÅ][\w.'-]*){0,3}[,.]?)?\s*$"
+)
 _SIG_DASHES = re.compile(r"^(--\s*|/ ?[A-ZÆØÅ][\w.-]*)$")  # "-- " delimiter, or "/Jens" initials-style sign-off
-_DEVICE = re.compile(r"^(sendt fra min|sendt fra|sent from my|sent from|hent outlook til|get outlook for|"
-                     r"sendt med|sent with)\b.{0,60}$", re.I)
-_DISCLAIMER_OPENING = re.compile(r"(?=(denne (?:e-?mail|meddelelse|besked)|this (?:e-?mail|message|communication)|"
-                                 r"the information (?:contained|in this)|fortrolighed|confidentiality notice|"
-                                 r"disclaimer))", re.I)
-_DISCLAIMER_WORD = re.compile(r"(?=fortrolig|confidential|privileged|tiltænkt|intended (?:solely )?for|modtager|"
-                              r"recipient)", re.I)
+_DEVICE = re.compile(
+    r"^(sendt fra min|sendt fra|sent from my|sent from|hent outlook til|get outlook for|"
+    r"sendt med|sent with)\b.{0,60}$",
+    re.I,
+)
+_DISCLAIMER_OPENING = re.compile(
+    r"(?=(denne (?:e-?mail|meddelelse|besked)|this (?:e-?mail|message|communication)|"
+    r"the information (?:contained|in this)|fortrolighed|confidentiality notice|"
+    r"disclaimer))",
+    re.I,
+)
+_DISCLAIMER_WORD = re.compile(
+    r"(?=fortrolig|confidential|privileged|tiltænkt|intended (?:solely )?for|modtager|"
+    r"recipient)",
+    re.I,
+)
+
 
 def _is_disclaimer(p: str) -> bool:
     "A disclaimer's opening (`Denne e-mail`, `This message`...) and within 300 characters `fortrolig`, `recipient`..."
     words = [m.start() for m in _DISCLAIMER_WORD.finditer(p)]
     for m in _DISCLAIMER_OPENING.finditer(p):
         k = bisect_left(words, m.end(1))
-        if k < len(words) and words[k] <= m.end(1) + 300: return True
+        if k < len(words) and words[k] <= m.end(1) + 300:
+            return True
     return False
+
 
 def strip_signature(text: str) -> str:
     "Remove the sign-off and what follows, device footers and legal disclaimer paragraphs."
@@ -254,9 +349,17 @@ def strip_signature(text: str) -> str:
     return "\n\n".join(paras).strip()
 
 # %% ../nbs/01_text.ipynb #7bb2a8b7
-PLACEHOLDERS = {"email": "[EMAIL]", "url": "[URL]", "iban": "[IBAN]", "card": "[CARD]", "cpr": "[CPR]",
-                "address": "[ADDRESS]", "number": "[NUMBER]", "phone": "[PHONE]",
-                "name": "[NAME]"}  # PII type: the placeholder that replaces it
+PLACEHOLDERS = {
+    "email": "[EMAIL]",
+    "url": "[URL]",
+    "iban": "[IBAN]",
+    "card": "[CARD]",
+    "cpr": "[CPR]",
+    "address": "[ADDRESS]",
+    "number": "[NUMBER]",
+    "phone": "[PHONE]",
+    "name": "[NAME]",
+}  # PII type: the placeholder that replaces it
 
 _FIRST_NAMES = (
     "Anders Anne Anna Annette Ane Anton Arne Asger Astrid Benjamin Bent Birgit Birthe Bjarne Bo Camilla Carl "
@@ -271,23 +374,31 @@ _FIRST_NAMES = (
     "Sara Freja Ella Alma Agnes Clara Karla Mille Liva Ellen Olga Oscar Alfred Valdemar Karl August Malthe Elias"
 ).split()
 _CAP = r"[A-ZÆØÅ][a-zæøåéü]+(?:-[A-ZÆØÅ][a-zæøåéü]+)?"
-_STREET_SUFFIX = (r"(?:gade|gaden|vej|vejen|allé|alle|stræde|plads|torv|boulevard|vænge|vænget|parken|have|bakke|bakken|"
-                  r"højen|toften|stien|gård|gården|park|løkke|marken|engen|holm|skov|bro|kaj|vang|dal|sti|ager)")
+_STREET_SUFFIX = (
+    r"(?:gade|gaden|vej|vejen|allé|alle|stræde|plads|torv|boulevard|vænge|vænget|parken|have|bakke|bakken|"
+    r"højen|toften|stien|gård|gården|park|løkke|marken|engen|holm|skov|bro|kaj|vang|dal|sti|ager)"
+)
 
 # %% ../nbs/01_text.ipynb #24da414f
-_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}[0-9]{2}"                                     # country, check digits, then
-                   r"(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)(?!\w)")  # one piece or fours
+_IBAN = re.compile(
+    r"(?<!\w)[A-Za-z]{2}[0-9]{2}"  # country, check digits, then
+    r"(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)(?!\w)"
+)  # one piece or fours
+
 
 def _iban_valid(code: str) -> bool:
     "ISO 13616: 15-34 letters and digits that, first four moved to the end and letters read as 10-35, are 1 modulo 97."
-    if not 15 <= len(code) <= 34: return False
+    if not 15 <= len(code) <= 34:
+        return False
     return int("".join(str(int(c, 36)) for c in code[4:] + code[:4])) % 97 == 1
+
 
 def _mask_iban(m: re.Match) -> str:
     "[IBAN] for the longest valid IBAN, in whole groups, at the start of the match; the match as it is if none."
     s = m.group(0)
     for end in [len(s)] + [i for i in range(len(s) - 1, 14, -1) if s[i] == " "]:
-        if _iban_valid(s[:end].replace(" ", "")): return PLACEHOLDERS["iban"] + s[end:]
+        if _iban_valid(s[:end].replace(" ", "")):
+            return PLACEHOLDERS["iban"] + s[end:]
     return s
 
 # %% ../nbs/01_text.ipynb #3c2bb270
@@ -296,43 +407,55 @@ def _mask_iban(m: re.Match) -> str:
 _DIGIT_GROUPS = re.compile(r"(?<![\w+])(?>[0-9]+(?:[ .-][0-9]+)*)(\w?)")
 _GROUP_SEP = re.compile(r"([ .-])")
 
+
 def _luhn(digits: str) -> bool:
     "Luhn check (ISO/IEC 7812): every second digit from the right doubled, less 9 when over 9; the sum ends in 0."
     d = [int(c) for c in reversed(digits)]
     return (sum(d[0::2]) + sum(2 * x - 9 if x > 4 else 2 * x for x in d[1::2])) % 10 == 0
 
+
 def _card_at(groups: list[str], seps: list[str], i: int) -> tuple[int, int]:
     "Ends of the longest Luhn-valid card number and of the longest of a card's shape, from group `i` (`i`: none)."
     first, valid, shaped = groups[i], i, i
-    if 13 <= len(first) <= 19: return (i + 1 if first[0] in "23456" and _luhn(first) else i), i + 1
-    if len(first) != 4: return i, i
+    if 13 <= len(first) <= 19:
+        return (i + 1 if first[0] in "23456" and _luhn(first) else i), i + 1
+    if len(first) != 4:
+        return i, i
     digits, j = 4, i + 1
     while j < len(groups) and seps[j - 1] == seps[i] and 3 <= len(groups[j]) <= 6 and digits + len(groups[j]) <= 19:
         digits, j = digits + len(groups[j]), j + 1
         if digits >= 13:
             shaped = j
-            if first[0] in "23456" and _luhn("".join(groups[i:j])): valid = j
+            if first[0] in "23456" and _luhn("".join(groups[i:j])):
+                valid = j
     return valid, shaped
+
 
 def _mask_cards(m: re.Match) -> str:
     "Card numbers (Luhn-valid) in a run of digit groups become [CARD]; what else the run holds stays."
     run = m.group(0)
-    if m.group(1) or len(run) < 13: return run   # digits running into a word are not a number of their own
+    if m.group(1) or len(run) < 13:
+        return run  # digits running into a word are not a number of their own
     parts = _GROUP_SEP.split(run)
     groups, seps = parts[0::2], parts[1::2]
     out, i = [], 0
     while i < len(groups):
         valid = _card_at(groups, seps, i)[0]
-        if valid > i: out.append(PLACEHOLDERS["card"])
-        else: out.append(groups[i])
+        if valid > i:
+            out.append(PLACEHOLDERS["card"])
+        else:
+            out.append(groups[i])
         i = max(valid, i + 1)
-        if i < len(groups): out.append(seps[i - 1])
+        if i < len(groups):
+            out.append(seps[i - 1])
     return "".join(out)
+
 
 def _mask_card_shaped(m: re.Match) -> str:
     "[NUMBER] for a whole run of digit groups that has a card number's shape (and failed its check)."
     run = m.group(0)
-    if m.group(1) or len(run) < 13: return run   # digits running into a word are not a number of their own
+    if m.group(1) or len(run) < 13:
+        return run  # digits running into a word are not a number of their own
     parts = _GROUP_SEP.split(run)
     return PLACEHOLDERS["number"] if _card_at(parts[0::2], parts[1::2], 0)[1] == len(parts) // 2 + 1 else run
 
@@ -344,29 +467,65 @@ _PII = [  # (placeholder, or a function of the match that returns its replacemen
     (PLACEHOLDERS["email"], re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
     (_mask_iban, _IBAN),
     (_mask_cards, _DIGIT_GROUPS),
-    (PLACEHOLDERS["cpr"], re.compile(r"(?<![\d-])(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])\d{2}"  # date
-                                     r"(?:[" + _DASH + r"]|[^\S\n])?\d{4}(?![\d-])")),  # a dash or blank, 4 digits
-    (PLACEHOLDERS["address"], re.compile(
-        r"\b(?:" + _CAP + r" )?(?:[A-ZÆØÅ][a-zæøåé]*" + _STREET_SUFFIX + r"|[A-ZÆØÅ][a-zæøåé]+ (?:Allé|Alle|Vej|Gade|Plads|Torv|Boulevard|Stræde|Park))"
-        r"\s+\d{1,4}\s?[A-Za-z]?\b"
-        r"(?:,?\s*(?:\d{1,2}\.?\s*(?:sal\.?|th\.?|tv\.?|mf\.?|t\.h\.|t\.v\.)|st\.?(?:\s*(?:th|tv|mf)\.?)?)(?!\w))?"
-        r"(?:,?\s*\d{4}\s+" + _CAP + r"(?:\s+[A-ZØSVNKC]\b)?)?")),
+    (
+        PLACEHOLDERS["cpr"],
+        re.compile(
+            r"(?<![\d-])(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])\d{2}"  # date
+            r"(?:[" + _DASH + r"]|[^\S\n])?\d{4}(?![\d-])"
+        ),
+    ),  # a dash or blank, 4 digits
+    (
+        PLACEHOLDERS["address"],
+        re.compile(
+            r"\b(?:"
+            + _CAP
+            + r" )?(?:[A-ZÆØÅ][a-zæøåé]*"
+            + _STREET_SUFFIX
+            + r"|[A-ZÆØÅ][a-zæøåé]+ (?:Allé|Alle|Vej|Gade|Plads|Torv|Boulevard|Stræde|Park))"
+            r"\s+\d{1,4}\s?[A-Za-z]?\b"
+            r"(?:,?\s*(?:\d{1,2}\.?\s*(?:sal\.?|th\.?|tv\.?|mf\.?|t\.h\.|t\.v\.)|st\.?(?:\s*(?:th|tv|mf)\.?)?)(?!\w))?"
+            r"(?:,?\s*\d{4}\s+" + _CAP + r"(?:\s+[A-ZØSVNKC]\b)?)?"
+        ),
+    ),
     # any capitalised street name with a house number, when a postcode and town follow
-    (PLACEHOLDERS["address"], re.compile(
-        r"\b(?:" + _CAP + r" )?" + _CAP + r" \d{1,4}\s?[A-Za-z]?\b"
-        r"(?:,?\s*(?:\d{1,2}\.?\s*(?:sal\.?|th\.?|tv\.?|mf\.?|t\.h\.|t\.v\.)|st\.?(?:\s*(?:th|tv|mf)\.?)?))?"
-        r",?\s*\d{4} " + _CAP + r"(?: [A-ZØSVNKC]\b)?")),
-    (PLACEHOLDERS["number"], re.compile(r"(?i:kunde\s?n(?:umme)?r|kunde-?nr|ordre\s?n(?:umme)?r|ordrenr|konto(?:\s?n(?:umme)?r)?|"
-                            r"faktura\s?n(?:umme)?r|fakturanr|abonnements?n(?:umme)?r|sags?n(?:umme)?r|"
-                            r"customer\s?(?:number|no|id)|account\s?(?:number|no)|order\s?(?:number|no)|invoice\s?(?:number|no)|ref(?:erence)?)"
-                            r"\.?\s*+(?i:er|is|nr\.?|no\.?|#)?\s*+[:.]?\s*+(\d[\d -]{3,}\d)")),
+    (
+        PLACEHOLDERS["address"],
+        re.compile(
+            r"\b(?:" + _CAP + r" )?" + _CAP + r" \d{1,4}\s?[A-Za-z]?\b"
+            r"(?:,?\s*(?:\d{1,2}\.?\s*(?:sal\.?|th\.?|tv\.?|mf\.?|t\.h\.|t\.v\.)|st\.?(?:\s*(?:th|tv|mf)\.?)?))?"
+            r",?\s*\d{4} " + _CAP + r"(?: [A-ZØSVNKC]\b)?"
+        ),
+    ),
+    (
+        PLACEHOLDERS["number"],
+        re.compile(
+            r"(?i:kunde\s?n(?:umme)?r|kunde-?nr|ordre\s?n(?:umme)?r|ordrenr|konto(?:\s?n(?:umme)?r)?|"
+            r"faktura\s?n(?:umme)?r|fakturanr|abonnements?n(?:umme)?r|sags?n(?:umme)?r|"
+            r"customer\s?(?:number|no|id)|account\s?(?:number|no)|order\s?(?:number|no)|invoice\s?(?:number|no)|ref(?:erence)?)"
+            r"\.?\s*+(?i:er|is|nr\.?|no\.?|#)?\s*+[:.]?\s*+(\d[\d -]{3,}\d)"
+        ),
+    ),
     (_mask_card_shaped, _DIGIT_GROUPS),  # a card's shape that failed the check: one number, not two phone numbers
-    (PLACEHOLDERS["phone"], re.compile(r"(?<![\w+])(?:(?:\+|00)45[ .-]?)?(?:\d{2}(?:[ -]?\d{2}){3}|\d{2}(?:\.\d{2}){3}|\d{4}[ -]\d{4})(?![\w])"
-                           r"|(?<![\w+])\+\d{1,3}(?:[ .-]?\d){6,12}(?!\w)")),
+    (
+        PLACEHOLDERS["phone"],
+        re.compile(
+            r"(?<![\w+])(?:(?:\+|00)45[ .-]?)?(?:\d{2}(?:[ -]?\d{2}){3}|\d{2}(?:\.\d{2}){3}|\d{4}[ -]\d{4})(?![\w])"
+            r"|(?<![\w+])\+\d{1,3}(?:[ .-]?\d){6,12}(?!\w)"
+        ),
+    ),
     (PLACEHOLDERS["number"], re.compile(r"(?<!\w)\d(?:[ -]?\d){5,}(?!\w)")),
-    (PLACEHOLDERS["name"], re.compile(r"(?i:jeg hedder|mit navn er|my name is|undertegnede)[ ]+(" + _CAP + r"(?:[ ]+" + _CAP + r"){0,2})")),
-    (PLACEHOLDERS["name"], re.compile(r"\b(?:" + "|".join(sorted(set(_FIRST_NAMES), key=len, reverse=True)) + r")(?:[ ]+" + _CAP + r"){1,2}\b")),
+    (
+        PLACEHOLDERS["name"],
+        re.compile(r"(?i:jeg hedder|mit navn er|my name is|undertegnede)[ ]+(" + _CAP + r"(?:[ ]+" + _CAP + r"){0,2})"),
+    ),
+    (
+        PLACEHOLDERS["name"],
+        re.compile(
+            r"\b(?:" + "|".join(sorted(set(_FIRST_NAMES), key=len, reverse=True)) + r")(?:[ ]+" + _CAP + r"){1,2}\b"
+        ),
+    ),
 ]
+
 
 def mask_pii(text: str) -> str:
     "Replace personal data in `text` by typed placeholders (see `PLACEHOLDERS`)."
@@ -374,7 +533,7 @@ def mask_pii(text: str) -> str:
         if callable(tag):  # IBANs and cards: the function checks the match and writes its replacement
             text = rx.sub(tag, text)
         elif rx.groups:  # only the captured value is personal ("kundenummer 123" keeps its keyword)
-            text = rx.sub(lambda m: m.group(0)[:m.start(1) - m.start(0)] + tag, text)
+            text = rx.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + tag, text)
         else:
             text = rx.sub(tag, text)
     return text
@@ -383,29 +542,38 @@ def mask_pii(text: str) -> str:
 SUBJECT_SEP = " [SEP] "
 _REPLY_PREFIX = re.compile(r"^\s*((re|sv|vs|fw|fwd|aw|wg|tr|vb|antw)\s*(\[\d+\])?\s*:\s*)+", re.I)
 
+
 @dataclass(frozen=True)
 class CleanOptions:
     "Switches for the steps of `clean_email`; all on by default."
-    html: bool = True        # parse HTML bodies to text
-    quotes: bool = True      # cut quoted reply/forward history
+
+    html: bool = True  # parse HTML bodies to text
+    quotes: bool = True  # cut quoted reply/forward history
     signatures: bool = True  # cut sign-offs, device footers and disclaimers
-    pii: bool = True         # mask personal data with typed placeholders
+    pii: bool = True  # mask personal data with typed placeholders
     join_subject: bool = True  # prepend the subject, joined by SUBJECT_SEP
+
 
 def clean_subject(subject) -> str:
     "Subject without reply/forward prefixes (`SV: VS: Re:`), normalised to one line."
     s = normalise(_html.unescape(to_text(subject))).replace("\n", " ")
     return _REPLY_PREFIX.sub("", s).strip()
 
+
 def clean_body(body, options: CleanOptions = CleanOptions()) -> str:
     "The new message of an e-mail body as plain text, per `options` (PII masking excluded)."
     text = to_text(body)
-    if options.html and looks_like_html(text): text = html_to_text(text)
-    else: text = _html.unescape(text)
+    if options.html and looks_like_html(text):
+        text = html_to_text(text)
+    else:
+        text = _html.unescape(text)
     text = normalise(text)
-    if options.quotes: text = strip_quotes(text)
-    if options.signatures: text = strip_signature(text)
+    if options.quotes:
+        text = strip_quotes(text)
+    if options.signatures:
+        text = strip_signature(text)
     return text
+
 
 def clean_email(subject, body, options: CleanOptions | None = None, **switches) -> str:
     "Model-ready text of an e-mail: cleaned body, PII masked, joined as `<subject> [SEP] <body>`."
@@ -417,10 +585,16 @@ def clean_email(subject, body, options: CleanOptions | None = None, **switches) 
     return f"{subj}{SUBJECT_SEP}{text}" if subj else text
 
 # %% ../nbs/01_text.ipynb #a1ed7660
-def _flat(s: str) -> str: return " ".join(s.split())
+def _flat(s: str) -> str:
+    return " ".join(s.split())
+
+
 _PLACEHOLDER = re.compile("|".join(map(re.escape, PLACEHOLDERS.values())))
 
-def score_cleaning(corpus: pd.DataFrame, tokenizer=None, options: CleanOptions | None = None) -> tuple[dict, pd.DataFrame]:
+
+def score_cleaning(
+    corpus: pd.DataFrame, tokenizer=None, options: CleanOptions | None = None
+) -> tuple[dict, pd.DataFrame]:
     "Score `clean_email` on a demo corpus: (summary dict, one row per mail with its checks)."
     rows, pii_rows = [], []
     for i, r in enumerate(corpus.itertuples(index=False)):
@@ -432,24 +606,46 @@ def score_cleaning(corpus: pd.DataFrame, tokenizer=None, options: CleanOptions |
         same = _PLACEHOLDER.sub("[PII]", want) in _PLACEHOLDER.sub("[PII]", cleaned)
         quoted_lines = [_flat(mask_pii(l)) for l in r.quoted.split("\n")]
         leaked = [l for l in quoted_lines if len(l) >= 15 and l in cleaned and l not in want]
-        rows.append(dict(id=getattr(r, "id", i), cleaned=cleaned, want=want, contains=same, exact=cleaned == want,
-                         leaked_quote=bool(leaked), has_quote=bool(r.quoted)))
+        rows.append(
+            dict(
+                id=getattr(r, "id", i),
+                cleaned=cleaned,
+                want=want,
+                contains=same,
+                exact=cleaned == want,
+                leaked_quote=bool(leaked),
+                has_quote=bool(r.quoted),
+            )
+        )
         for p in json.loads(r.pii):
-            pii_rows.append(dict(type=p["type"], where=p["where"], masked=_flat(p["value"]) not in (subject if p["where"] == "subject" else cleaned)))
+            pii_rows.append(
+                dict(
+                    type=p["type"],
+                    where=p["where"],
+                    masked=_flat(p["value"]) not in (subject if p["where"] == "subject" else cleaned),
+                )
+            )
     per_mail, pii = pd.DataFrame(rows), pd.DataFrame(pii_rows)
     ok = per_mail.contains & ~per_mail.leaked_quote
-    summary = dict(mails=len(per_mail), kept_message_no_history=ok.mean(), exact=per_mail.exact.mean(),
-                   history_removed=1 - per_mail.loc[per_mail.has_quote, "leaked_quote"].mean(),
-                   pii_planted=len(pii), pii_recall=pii.masked.mean() if len(pii) else float("nan"),
-                   pii_recall_in_message=pii.loc[pii["where"] == "message", "masked"].mean() if len(pii) else float("nan"),
-                   pii_recall_by_type=pii.groupby("type").masked.mean().round(4).to_dict() if len(pii) else {})
+    summary = dict(
+        mails=len(per_mail),
+        kept_message_no_history=ok.mean(),
+        exact=per_mail.exact.mean(),
+        history_removed=1 - per_mail.loc[per_mail.has_quote, "leaked_quote"].mean(),
+        pii_planted=len(pii),
+        pii_recall=pii.masked.mean() if len(pii) else float("nan"),
+        pii_recall_in_message=pii.loc[pii["where"] == "message", "masked"].mean() if len(pii) else float("nan"),
+        pii_recall_by_type=pii.groupby("type").masked.mean().round(4).to_dict() if len(pii) else {},
+    )
     if tokenizer is not None:
         raw = [f"{s} {b}" for s, b in zip(corpus.subject, corpus.body)]
         clean = [clean_email(s, b, options) for s, b in zip(corpus.subject, corpus.body)]
         n_raw = [len(x) for x in tokenizer(raw, add_special_tokens=False, verbose=False)["input_ids"]]
         n_clean = [len(x) for x in tokenizer(clean, add_special_tokens=False, verbose=False)["input_ids"]]
         per_mail["tokens_raw"], per_mail["tokens_clean"] = n_raw, n_clean
-        summary.update(mean_tokens_raw=float(pd.Series(n_raw).mean()), mean_tokens_clean=float(pd.Series(n_clean).mean()))
+        summary.update(
+            mean_tokens_raw=float(pd.Series(n_raw).mean()), mean_tokens_clean=float(pd.Series(n_clean).mean())
+        )
     return summary, per_mail
 
 # %% ../nbs/01_text.ipynb #78490618
@@ -457,12 +653,15 @@ INBOX_LANGUAGES = ("da", "en", "sv", "no", "de", "pl")  # what a Danish telecom'
 _IDENTIFIERS: dict = {}
 _NOT_LANGUAGE = re.compile("|".join(map(re.escape, [*PLACEHOLDERS.values(), SUBJECT_SEP.strip()])))
 
+
 def detect_language(text: str, languages: tuple[str, ...] = INBOX_LANGUAGES) -> tuple[str, float]:
     "(ISO 639-1 code, probability) of `text`'s language among `languages`; ('', 0.0) for text without letters."
     text = _NOT_LANGUAGE.sub(" ", to_text(text))
-    if not any(c.isalpha() for c in text): return "", 0.0
+    if not any(c.isalpha() for c in text):
+        return "", 0.0
     if languages not in _IDENTIFIERS:
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
         ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         ident.set_languages(list(languages))
         _IDENTIFIERS[languages] = ident

@@ -20,10 +20,18 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from .core import Settings, load_settings, redact_url
-from .registry import (CHALLENGER, CHAMPION, INPUT_EXAMPLE, PYFUNC_SIGNATURE, QUEUE_SHARES, configure_mlflow,
-                                  quiet_mlflow)
+from emailrouter.registry import (
+    CHALLENGER,
+    CHAMPION,
+    INPUT_EXAMPLE,
+    PYFUNC_SIGNATURE,
+    QUEUE_SHARES,
+    configure_mlflow,
+    quiet_mlflow,
+)
 
-if TYPE_CHECKING: from emailrouter.data import EmailData  # for annotations only
+if TYPE_CHECKING:
+    from emailrouter.data import EmailData  # for annotations only
 
 log = logging.getLogger("emailrouter.tracking")
 
@@ -37,117 +45,207 @@ def data_fingerprint(data: EmailData) -> dict[str, Any]:
     h = hashlib.sha256()
     for split in sorted(data.splits):
         d = data.splits[split]
-        for i, y, t in zip(d["id"], d["label"], d["text"]): h.update(f"{split}\x1f{i}\x1f{y}\x1f{t}\x1e".encode())
+        for i, y, t in zip(d["id"], d["label"], d["text"]):
+            h.update(f"{split}\x1f{i}\x1f{y}\x1f{t}\x1e".encode())
     return {"rows": sum(len(v) for v in data.splits.values()), "sha256": h.hexdigest()}
+
 
 def git_commit() -> str | None:
     "The commit of the working directory's git checkout, with '-dirty' when it has changes; None outside git."
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
-    except Exception: return None
+    except Exception:
+        return None
+
 
 def package_versions() -> dict[str, str]:
     "Versions of the packages a result depends on."
     from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version()}
-    for p in ("emailrouter", "torch", "transformers", "datasets", "mlflow", "scikit-learn", "numpy", "pandas", "lxml",
-              "onnxruntime"):
-        try: out[p] = version(p)
-        except PackageNotFoundError: pass
+    for p in (
+        "emailrouter",
+        "torch",
+        "transformers",
+        "datasets",
+        "mlflow",
+        "scikit-learn",
+        "numpy",
+        "pandas",
+        "lxml",
+        "onnxruntime",
+    ):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            pass
     return out
 
 # %% ../nbs/10_tracking.ipynb #2f9d851f
 @dataclass
 class TrackedModel:
     "Where a training run went in MLflow."
+
     run_id: str
     model_uri: str
     name: str | None = None
     version: str | None = None
 
+
 def _run_header(data: EmailData, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    "The params and tags every training run carries: knobs, data source (password hidden), split sizes, fingerprint, versions."
+    """The params and tags every training run carries: knobs, data source (password hidden), split sizes,
+    fingerprint, versions."""
     fp = data_fingerprint(data)
-    params = {**params, "data_source": redact_url(data.source), "split_kind": data.split_kind,
-              **{f"rows_{k}": len(v) for k, v in data.splits.items()}}
-    tags = {"git_commit": git_commit() or "unknown", "data_rows": fp["rows"], "data_sha256": fp["sha256"],
-            **{f"version.{k}": v for k, v in package_versions().items()}}
+    params = {
+        **params,
+        "data_source": redact_url(data.source),
+        "split_kind": data.split_kind,
+        **{f"rows_{k}": len(v) for k, v in data.splits.items()},
+    }
+    tags = {
+        "git_commit": git_commit() or "unknown",
+        "data_rows": fp["rows"],
+        "data_sha256": fp["sha256"],
+        **{f"version.{k}": v for k, v in package_versions().items()},
+    }
     return params, tags
 
-def open_run(data: EmailData, params: dict[str, Any], output_dir: str | Path, settings: Settings | None = None,
-             role: str = "train") -> str:
-    "Open the MLflow run of a training that is starting (status RUNNING), with its params, tags and checkpoint folder; its id."
+
+def open_run(
+    data: EmailData,
+    params: dict[str, Any],
+    output_dir: str | Path,
+    settings: Settings | None = None,
+    role: str = "train",
+) -> str:
+    """Open the MLflow run of a training that is starting (status RUNNING), with its params, tags and checkpoint
+    folder; its id."""
     from mlflow.entities import Param
+
     s = settings or load_settings()
     exp = configure_mlflow(s)
     params, tags = _run_header(data, params)
     tags.update({"emailrouter.role": role, "emailrouter.output_dir": str(Path(output_dir).resolve())})
     with quiet_mlflow():
         client = MlflowClient()
-        run = client.create_run(exp, run_name=f"{role}-{time.strftime('%Y%m%d-%H%M%S')}", tags={k: str(v) for k, v in tags.items()})
+        run = client.create_run(
+            exp, run_name=f"{role}-{time.strftime('%Y%m%d-%H%M%S')}", tags={k: str(v) for k, v in tags.items()}
+        )
         client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     return run.info.run_id
 
+
 def end_run(run_id: str, status: str, reason: str) -> None:
-    "Close a run that did not finish: `status` KILLED (interrupted) or FAILED, with the reason as a tag; a tracking fault is logged only."
+    """Close a run that did not finish: `status` KILLED (interrupted) or FAILED, with the reason as a tag; a tracking
+    fault is logged only."""
     try:
         with quiet_mlflow():
             client = MlflowClient()
             client.set_tag(run_id, "failure_reason", reason[:5000])
             client.set_terminated(run_id, status)
-    except Exception as e: log.warning("could not mark MLflow run %s %s (%s)", run_id, status, type(e).__name__)
+    except Exception as e:
+        log.warning("could not mark MLflow run %s %s (%s)", run_id, status, type(e).__name__)
+
 
 def interrupted_run(settings: Settings | None = None, role: str = "train"):
     "The latest run of `role` that was interrupted or failed (not FINISHED), or None."
     s = settings or load_settings()
     exp = configure_mlflow(s)
-    runs = MlflowClient().search_runs([exp], f"tags.`emailrouter.role` = '{role}' and attributes.status != 'FINISHED'",
-                                      order_by=["attributes.start_time DESC"], max_results=1)
+    runs = MlflowClient().search_runs(
+        [exp],
+        f"tags.`emailrouter.role` = '{role}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0] if runs else None
 
-EPOCH_METRICS = {"loss": "train_loss", "eval_loss": "eval_loss", "eval_accuracy": "eval_accuracy", "eval_macro_f1": "eval_macro_f1",
-                  "eval_weighted_f1": "eval_weighted_f1", "learning_rate": "learning_rate"}
 
-def log_training(model_dir: str | Path, data: EmailData, params: dict[str, Any], metrics: dict[str, float],
-                 history: list[dict] = (), predictions: dict[str, tuple] | None = None, settings: Settings | None = None,
-                 register: bool = True, run_id: str | None = None) -> TrackedModel:
-    """Log one finished training to MLflow: `params`, per-step `history` (Trainer log entries), final `metrics`, reports from
+EPOCH_METRICS = {
+    "loss": "train_loss",
+    "eval_loss": "eval_loss",
+    "eval_accuracy": "eval_accuracy",
+    "eval_macro_f1": "eval_macro_f1",
+    "eval_weighted_f1": "eval_weighted_f1",
+    "learning_rate": "learning_rate",
+}
+
+
+def log_training(
+    model_dir: str | Path,
+    data: EmailData,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    history: list[dict] = (),
+    predictions: dict[str, tuple] | None = None,
+    settings: Settings | None = None,
+    register: bool = True,
+    run_id: str | None = None,
+) -> TrackedModel:
+    """Log one finished training to MLflow: `params`, per-step `history` (Trainer log entries), final `metrics`,
+       reports from
     `predictions` ({split: (predicted ids, true ids)}) and the model folder as a pyfunc, registered as the challenger.
     With `run_id` (a run `open_run` opened) the run is completed and marked FINISHED."""
-    from emailrouter.metrics import confusion_figure  # plotting and scikit-learn only where a run is logged
-    from emailrouter.metrics import queue_report
+    from emailrouter.metrics import (
+        confusion_figure,  # plotting and scikit-learn only where a run is logged
+        queue_report,
+    )
+
     s = settings or load_settings()
     configure_mlflow(s)
     fp = data_fingerprint(data)
     params, tags = _run_header(data, params)
-    opened = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
-                                                                           tags={"emailrouter.role": "train"})
+    opened = (
+        mlflow.start_run(run_id=run_id)
+        if run_id
+        else mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}", tags={"emailrouter.role": "train"})
+    )
     with quiet_mlflow(), opened as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({k: v for k, v in params.items() if k not in run.data.params})
         mlflow.set_tags(tags)
         for entry in history:
             for k, name in EPOCH_METRICS.items():
-                if k in entry: mlflow.log_metric(name, float(entry[k]), step=int(entry.get("step", 0)))
+                if k in entry:
+                    mlflow.log_metric(name, float(entry[k]), step=int(entry.get("step", 0)))
         mlflow.log_metrics(metrics)
-        mlflow.log_dict({"unique_tags": data.unique_tags, "tag2id": data.tag2id, "id2tag": {str(k): v for k, v in data.id2tag.items()}},
-                        "label_maps.json")
-        mlflow.log_dict({**data.report.to_dict(), "fingerprint": fp, "unseen_labels": data.unseen_labels}, "data_report.json")
+        mlflow.log_dict(
+            {
+                "unique_tags": data.unique_tags,
+                "tag2id": data.tag2id,
+                "id2tag": {str(k): v for k, v in data.id2tag.items()},
+            },
+            "label_maps.json",
+        )
+        mlflow.log_dict(
+            {**data.report.to_dict(), "fingerprint": fp, "unseen_labels": data.unseen_labels}, "data_report.json"
+        )
         train_labels = pd.Series(data.splits["train"]["label"]).map(data.id2tag).value_counts(normalize=True)
-        mlflow.log_dict({q: float(v) for q, v in train_labels.items()}, QUEUE_SHARES)      # what drift in production is measured against
+        mlflow.log_dict(
+            {q: float(v) for q, v in train_labels.items()}, QUEUE_SHARES
+        )  # what drift in production is measured against
         if predictions and "test" in predictions:
             rep, cm = queue_report(*predictions["test"], data.unique_tags)
             mlflow.log_text(rep.round(4).to_csv(), "per_queue_report.csv")
             mlflow.log_text(cm.to_csv(), "confusion_matrix.csv")
             mlflow.log_figure(confusion_figure(cm, "test confusion matrix"), "confusion_matrix.png")
         code = Path(tmp) / "router_pyfunc.py"
-        code.write_text("import mlflow\nfrom emailrouter.registry import RouterPyfunc\n\nmlflow.models.set_model(RouterPyfunc())\n")
+        code.write_text(
+            "import mlflow\nfrom emailrouter.registry import RouterPyfunc\n\nmlflow.models.set_model(RouterPyfunc())\n"
+        )
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(code), artifacts={"model": str(model_dir)},
-            signature=PYFUNC_SIGNATURE, input_example=(INPUT_EXAMPLE, {"top_k": 3}),
+            name="model",
+            python_model=str(code),
+            artifacts={"model": str(model_dir)},
+            signature=PYFUNC_SIGNATURE,
+            input_example=(INPUT_EXAMPLE, {"top_k": 3}),
             pip_requirements=[f"{p}=={v}" for p, v in package_versions().items() if p not in ("python", "emailrouter")],
-            registered_model_name=s.model_name if register else None)
+            registered_model_name=s.model_name if register else None,
+        )
     tracked = TrackedModel(run.info.run_id, info.model_uri)
     if register:
         tracked.name, tracked.version = s.model_name, str(info.registered_model_version)
@@ -162,20 +260,34 @@ def promote(settings: Settings | None = None, metric: str = "test_macro_f1", for
     s = settings or load_settings()
     configure_mlflow(s)
     client = MlflowClient()
-    try: ch = client.get_model_version_by_alias(s.model_name, CHALLENGER)
+    try:
+        ch = client.get_model_version_by_alias(s.model_name, CHALLENGER)
     except mlflow.exceptions.MlflowException:
-        raise ValueError(f"no @{CHALLENGER} for model {s.model_name!r}: train one first (emailrouter train --demo)") from None
-    try: champ = client.get_model_version_by_alias(s.model_name, CHAMPION)
-    except mlflow.exceptions.MlflowException: champ = None
+        raise ValueError(
+            f"no @{CHALLENGER} for model {s.model_name!r}: train one first (emailrouter train --demo)"
+        ) from None
+    try:
+        champ = client.get_model_version_by_alias(s.model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        champ = None
     score = lambda v: client.get_run(v.run_id).data.metrics.get(metric, float("nan"))
     ch_score = score(ch)
-    out = {"model": s.model_name, "challenger": str(ch.version), f"challenger_{metric}": ch_score,
-           "champion": str(champ.version) if champ else None, f"champion_{metric}": score(champ) if champ else None}
+    out = {
+        "model": s.model_name,
+        "challenger": str(ch.version),
+        f"challenger_{metric}": ch_score,
+        "champion": str(champ.version) if champ else None,
+        f"champion_{metric}": score(champ) if champ else None,
+    }
     if champ is not None and champ.version == ch.version:
         return {**out, "promoted": False, "reason": f"version {ch.version} is already @{CHAMPION}"}
     if champ is None or force or ch_score >= out[f"champion_{metric}"]:
         client.set_registered_model_alias(s.model_name, CHAMPION, ch.version)
-        why = "forced" if force else ("no champion yet" if champ is None else f"{metric} {ch_score:.4f} >= {out[f'champion_{metric}']:.4f}")
+        why = (
+            "forced"
+            if force
+            else ("no champion yet" if champ is None else f"{metric} {ch_score:.4f} >= {out[f'champion_{metric}']:.4f}")
+        )
         log.info("promoted %s version %s to @%s (%s)", s.model_name, ch.version, CHAMPION, why)
         return {**out, "promoted": True, "reason": why}
     return {**out, "promoted": False, "reason": f"{metric} {ch_score:.4f} < champion's {out[f'champion_{metric}']:.4f}"}

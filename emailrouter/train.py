@@ -17,15 +17,41 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback,
-                          PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
-from .core import (DEFAULT_MAX_LENGTH, DEFAULT_SEED, LabelMaps, Settings, base_model_name, load_settings,
-                              quiet_libraries, redact_url)
-from .data import EmailData
 from .baseline import baseline_scores
+from emailrouter.core import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_SEED,
+    LabelMaps,
+    Settings,
+    base_model_name,
+    load_settings,
+    quiet_libraries,
+    redact_url,
+)
+from .data import EmailData
 from .metrics import route_metrics
-from .model import ONNX_DIR, PARITY_FILE, ROUTER_FILE, OnnxParityError, calibrate, encode, export_onnx, softmax
+from emailrouter.model import (
+    ONNX_DIR,
+    PARITY_FILE,
+    ROUTER_FILE,
+    OnnxParityError,
+    calibrate,
+    encode,
+    export_onnx,
+    softmax,
+)
 from .tracking import EPOCH_METRICS, TrackedModel, log_training
 
 log = logging.getLogger("emailrouter.train")
@@ -38,6 +64,7 @@ __all__ = ['log', 'BertParams', 'gpu_training_args', 'distributed', 'device_setu
 @dataclass
 class BertParams(LabelMaps):
     "Label maps and training knobs for one fine-tuning run."
+
     unique_tags: list[str]
     epochs: float = 8.0
     learning_rate: float = 1e-4
@@ -50,27 +77,37 @@ class BertParams(LabelMaps):
     class_weighting: Literal["none", "sqrt", "balanced"] = "sqrt"
     early_stopping_patience: int = 2
     truncation: Literal["head", "head_tail"] = "head_tail"
-    head_share: float = 0.25          # with head_tail: share of the token budget kept from the start
+    head_share: float = 0.25  # with head_tail: share of the token budget kept from the start
     eval_batch_size: int = 64
 
     def __post_init__(self):
         tags = list(self.unique_tags)
         problems = []
-        if len(tags) < 2: problems.append(f"unique_tags needs at least 2 labels, got {tags}")
-        if len(set(tags)) != len(tags): problems.append(f"unique_tags has duplicates: {sorted({t for t in tags if tags.count(t) > 1})}")
-        checks = [("epochs", self.epochs > 0), ("learning_rate", 0 < self.learning_rate < 1), ("batch_size", self.batch_size >= 1),
-                  ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("weight_decay", 0 <= self.weight_decay < 1),
-                  ("max_length", 8 <= self.max_length <= 8192), ("label_smoothing", 0 <= self.label_smoothing < 1),
-                  ("class_weighting", self.class_weighting in ("none", "sqrt", "balanced")),
-                  ("early_stopping_patience", self.early_stopping_patience >= 0),
-                  ("truncation", self.truncation in ("head", "head_tail")), ("head_share", 0 <= self.head_share <= 1),
-                  ("eval_batch_size", self.eval_batch_size >= 1)]
+        if len(tags) < 2:
+            problems.append(f"unique_tags needs at least 2 labels, got {tags}")
+        if len(set(tags)) != len(tags):
+            problems.append(f"unique_tags has duplicates: {sorted({t for t in tags if tags.count(t) > 1})}")
+        checks = [
+            ("epochs", self.epochs > 0),
+            ("learning_rate", 0 < self.learning_rate < 1),
+            ("batch_size", self.batch_size >= 1),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1),
+            ("weight_decay", 0 <= self.weight_decay < 1),
+            ("max_length", 8 <= self.max_length <= 8192),
+            ("label_smoothing", 0 <= self.label_smoothing < 1),
+            ("class_weighting", self.class_weighting in ("none", "sqrt", "balanced")),
+            ("early_stopping_patience", self.early_stopping_patience >= 0),
+            ("truncation", self.truncation in ("head", "head_tail")),
+            ("head_share", 0 <= self.head_share <= 1),
+            ("eval_batch_size", self.eval_batch_size >= 1),
+        ]
         problems += [f"{name}={getattr(self, name)!r} is out of range" for name, ok in checks if not ok]
-        if problems: raise ValueError("invalid BertParams: " + "; ".join(problems))
+        if problems:
+            raise ValueError("invalid BertParams: " + "; ".join(problems))
         self.unique_tags = tags
 
     @classmethod
-    def from_data(cls, data: EmailData, settings: Settings | None = None, **overrides) -> "BertParams":
+    def from_data(cls, data: EmailData, settings: Settings | None = None, **overrides) -> BertParams:
         "Params for `data`, seeded and sized from settings; `overrides` win."
         s = settings or load_settings()
         return cls(unique_tags=data.unique_tags, **{"seed": s.seed, "max_length": min(s.max_length, 512), **overrides})
@@ -82,12 +119,21 @@ class BertParams(LabelMaps):
 
 # %% ../nbs/11_train.ipynb #208d73a8
 def gpu_training_args(bf16: bool) -> dict[str, Any]:
-    "`TrainingArguments` overrides for a CUDA GPU: bf16 (else fp16) mixed precision, TF32, pinned memory, loader workers."
-    return dict(bf16=bf16, fp16=not bf16, tf32=True, dataloader_pin_memory=True, dataloader_num_workers=min(4, os.cpu_count() or 1))
+    """`TrainingArguments` overrides for a CUDA GPU: bf16 (else fp16) mixed precision, TF32, pinned memory, loader
+    workers."""
+    return dict(
+        bf16=bf16,
+        fp16=not bf16,
+        tf32=True,
+        dataloader_pin_memory=True,
+        dataloader_num_workers=min(4, os.cpu_count() or 1),
+    )
+
 
 def distributed() -> tuple[int, int]:
     "(rank, world size) of this process as `torchrun` or `accelerate launch` set them; (0, 1) when run on its own."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
 
 def device_setup() -> dict[str, Any]:
     "Pick device and precision for the machine it runs on; returns TrainingArguments overrides plus a description."
@@ -97,17 +143,29 @@ def device_setup() -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         bf16 = torch.cuda.is_bf16_supported()
-        return dict(device=torch.cuda.get_device_name(0) + procs, precision="bf16" if bf16 else "fp16", args=gpu_training_args(bf16))
-    threads = max(1, (os.cpu_count() or 1) // world)      # the processes of one machine share its cores
+        return dict(
+            device=torch.cuda.get_device_name(0) + procs,
+            precision="bf16" if bf16 else "fp16",
+            args=gpu_training_args(bf16),
+        )
+    threads = max(1, (os.cpu_count() or 1) // world)  # the processes of one machine share its cores
     torch.set_num_threads(threads)
-    return dict(device=f"cpu ({threads} threads){procs}", precision="fp32",
-                args=dict(use_cpu=True, dataloader_pin_memory=False, dataloader_num_workers=0,
-                          **({"ddp_backend": "gloo"} if world > 1 else {})))
+    return dict(
+        device=f"cpu ({threads} threads){procs}",
+        precision="fp32",
+        args=dict(
+            use_cpu=True,
+            dataloader_pin_memory=False,
+            dataloader_num_workers=0,
+            **({"ddp_backend": "gloo"} if world > 1 else {}),
+        ),
+    )
 
 # %% ../nbs/11_train.ipynb #8c627f14
 def class_weights(labels, num_labels: int, how: str = "sqrt") -> torch.Tensor | None:
     "Per-class loss weights from the training labels (`None` for `how='none'`)."
-    if how == "none": return None
+    if how == "none":
+        return None
     counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(float)
     counts[counts == 0] = np.nan  # labels absent from training get the mean weight
     w = np.sqrt(np.nanmax(counts) / counts) if how == "sqrt" else counts.sum() / (num_labels * counts)
@@ -117,38 +175,56 @@ def class_weights(labels, num_labels: int, how: str = "sqrt") -> torch.Tensor | 
 # %% ../nbs/11_train.ipynb #07189742
 class StopOnNaN(TrainerCallback):
     "End training with a `FloatingPointError` naming the step when the training loss is not a finite number."
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss} at step {state.global_step}: lower the learning rate or check the data")
+            raise FloatingPointError(
+                f"training loss is {loss} at step {state.global_step}: lower the learning rate or check the data"
+            )
+
 
 class MlflowLive(TrainerCallback):
-    "Stream the Trainer's log entries (training loss, learning rate, validation scores) to the MLflow run `run_id` as they come."
+    """Stream the Trainer's log entries (training loss, learning rate, validation scores) to the MLflow run `run_id`
+    as they come."""
+
     def __init__(self, run_id: str):
         from mlflow import MlflowClient
+
         self.run_id, self.client, self.broken = run_id, MlflowClient(), False
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
-        metrics = [Metric(EPOCH_METRICS.get(k, k), float(v), now, int(state.global_step)) for k, v in (logs or {}).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "epoch"]
-        if not metrics or self.broken: return
-        try: self.client.log_batch(self.run_id, metrics=metrics)
+        metrics = [
+            Metric(EPOCH_METRICS.get(k, k), float(v), now, int(state.global_step))
+            for k, v in (logs or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "epoch"
+        ]
+        if not metrics or self.broken:
+            return
+        try:
+            self.client.log_batch(self.run_id, metrics=metrics)
         except Exception as e:
             self.broken = True
             log.warning("live tracking to MLflow stopped (%s); training goes on", type(e).__name__)
 
 # %% ../nbs/11_train.ipynb #5955f78c
 def _readable(folder: Path):
-    """Give every file in `folder` the read bits the umask allows: safetensors writes its weights readable by their owner
+    """Give every file in `folder` the read bits the umask allows: safetensors writes its weights readable by their
+       owner
     only, so a server running as another user (as in the serving image) could not load a model trained here."""
-    mask = os.umask(0); os.umask(mask)
+    mask = os.umask(0)
+    os.umask(mask)
     for f in folder.rglob("*"):
-        if f.is_file(): f.chmod(f.stat().st_mode | (0o444 & ~mask))
+        if f.is_file():
+            f.chmod(f.stat().st_mode | (0o444 & ~mask))
+
 
 class RouterTrainer(Trainer):
     "`Trainer` whose loss applies class weights and label smoothing."
+
     def __init__(self, *args, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights, self.label_smoothing = class_weights, label_smoothing
@@ -157,68 +233,114 @@ class RouterTrainer(Trainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         weight = None if self.class_weights is None else self.class_weights.to(outputs.logits.device)
-        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weight,
-                                                 label_smoothing=self.label_smoothing)
+        loss = torch.nn.functional.cross_entropy(
+            outputs.logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing
+        )
         return (loss, outputs) if return_outputs else loss
+
 
 def _compute_metrics(eval_pred) -> dict[str, float]:
     logits, labels = eval_pred
     return route_metrics(np.asarray(logits).argmax(-1), np.asarray(labels))
 
+
 @dataclass
 class TrainResult:
     "What a training run produced."
-    model_dir: Path                    # best model (safetensors), tokenizer, label maps and router.json
-    base_model: str                    # what was fine-tuned (hub name or folder)
-    metrics: dict[str, float]          # validation_* and test_* metrics of the best model, onnx_* parity
+
+    model_dir: Path  # best model (safetensors), tokenizer, label maps and router.json
+    base_model: str  # what was fine-tuned (hub name or folder)
+    metrics: dict[str, float]  # validation_* and test_* metrics of the best model, onnx_* parity
     params: BertParams
     device: str
     precision: str
     train_seconds: float
     train_samples_per_second: float
-    history: list[dict] = field(default_factory=list, repr=False)   # the Trainer's log entries (loss, eval metrics) by step
+    history: list[dict] = field(
+        default_factory=list, repr=False
+    )  # the Trainer's log entries (loss, eval metrics) by step
     trainer: Trainer | None = field(default=None, repr=False)
-    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)  # split: (pred, true)
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )  # split: (pred, true)
 
     def summary(self) -> pd.DataFrame:
         "Accuracy and macro-F1 of the fine-tuned model and of the baseline, per split."
-        rows = {name: {f"{split} {m}": self.metrics.get(f"{prefix}{split}_{m}", float("nan"))
-                       for split in ("validation", "test") for m in ("accuracy", "macro_f1")}
-                for name, prefix in (("fine-tuned", ""), ("TF-IDF + LR baseline", "baseline_"))}
+        rows = {
+            name: {
+                f"{split} {m}": self.metrics.get(f"{prefix}{split}_{m}", float("nan"))
+                for split in ("validation", "test")
+                for m in ("accuracy", "macro_f1")
+            }
+            for name, prefix in (("fine-tuned", ""), ("TF-IDF + LR baseline", "baseline_"))
+        }
         return pd.DataFrame(rows).T
 
-    def track(self, data: EmailData, settings: Settings | None = None, register: bool = True, run_id: str | None = None) -> TrackedModel:
-        "Log this run to MLflow (params, history, scores, reports, model) and register the model as `@challenger`; with `run_id`, complete that live run."
-        params = {**self.params.flat(), "base_model": base_model_name(self.base_model), "device": self.device, "precision": self.precision}
-        metrics = {**self.metrics, "train_seconds": self.train_seconds, "train_samples_per_second": self.train_samples_per_second}
-        history = () if run_id else self.history     # a live run has its curves already
-        return log_training(self.model_dir, data, params, metrics, history, self.predictions, settings, register, run_id=run_id)
+    def track(
+        self, data: EmailData, settings: Settings | None = None, register: bool = True, run_id: str | None = None
+    ) -> TrackedModel:
+        """Log this run to MLflow (params, history, scores, reports, model) and register the model as `@challenger`;
+        with `run_id`, complete that live run."""
+        params = {
+            **self.params.flat(),
+            "base_model": base_model_name(self.base_model),
+            "device": self.device,
+            "precision": self.precision,
+        }
+        metrics = {
+            **self.metrics,
+            "train_seconds": self.train_seconds,
+            "train_samples_per_second": self.train_samples_per_second,
+        }
+        history = () if run_id else self.history  # a live run has its curves already
+        return log_training(
+            self.model_dir, data, params, metrics, history, self.predictions, settings, register, run_id=run_id
+        )
+
 
 def tokenize_splits(data: EmailData, tokenizer, params: BertParams):
     "Tokenised `DatasetDict` (input_ids, attention_mask, label, length) for `Trainer`."
+
     def fn(batch):
         enc = encode(tokenizer, batch["text"], params.max_length, params.truncation, params.head_share)
         enc["length"] = [len(x) for x in enc["input_ids"]]
         return enc
+
     cols = data.splits["train"].column_names
     return data.splits.map(fn, batched=True, remove_columns=[c for c in cols if c != "label"], desc="tokenising")
+
 
 def last_complete_checkpoint(folder: str | Path) -> str | None:
     """The newest checkpoint in `folder` that was written to the end: its `trainer_state.json`, which the Trainer writes
     last, reads as JSON. A checkpoint half-written when the run was stopped is skipped, with a warning."""
+
     def step(p: Path) -> int:
         tail = p.name.rsplit("-", 1)[-1]
         return int(tail) if tail.isdigit() else -1
+
     for c in sorted(Path(folder).glob("checkpoint-*"), key=step, reverse=True):
         try:
-            json.loads((c / "trainer_state.json").read_text()); return str(c)
-        except (OSError, ValueError): log.warning("skipping %s: it was not written to the end (the run stopped while saving)", c.name)
+            json.loads((c / "trainer_state.json").read_text())
+            return str(c)
+        except (OSError, ValueError):
+            log.warning("skipping %s: it was not written to the end (the run stopped while saving)", c.name)
     return None
 
-def train(data: EmailData, params: BertParams | None = None, settings: Settings | None = None, base_model: str | None = None,
-          output_dir: str | Path | None = None, max_steps: int | None = None, onnx: bool = True, baseline: bool = True,
-          evaluate_test: bool = True, calibrate_model: bool = True, callbacks: list[TrainerCallback] | None = None,
-          resume: bool = False) -> TrainResult:
+
+def train(
+    data: EmailData,
+    params: BertParams | None = None,
+    settings: Settings | None = None,
+    base_model: str | None = None,
+    output_dir: str | Path | None = None,
+    max_steps: int | None = None,
+    onnx: bool = True,
+    baseline: bool = True,
+    evaluate_test: bool = True,
+    calibrate_model: bool = True,
+    callbacks: list[TrainerCallback] | None = None,
+    resume: bool = False,
+) -> TrainResult:
     """Fine-tune the base model on `data`; returns the best model's folder and metrics. With `onnx`, the model is
     also exported to ONNX for CPU serving, the fastest variant that keeps PyTorch's answers on the validation
     split (`onnx_*` metrics);
@@ -232,45 +354,84 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
     base = base_model or s.base_model
     out = Path(output_dir or Path(s.output_dir) / "train" / time.strftime("%Y%m%d-%H%M%S"))
     dev = device_setup()
-    log.info("training %s on %s (%s), %d train / %d validation mails", redact_url(base), dev["device"], dev["precision"],
-             len(data.splits["train"]), len(data.splits["validation"]))
+    log.info(
+        "training %s on %s (%s), %d train / %d validation mails",
+        redact_url(base),
+        dev["device"],
+        dev["precision"],
+        len(data.splits["train"]),
+        len(data.splits["validation"]),
+    )
     with quiet_libraries(progress=s.progress):
         tokenizer = AutoTokenizer.from_pretrained(base)
         ds = tokenize_splits(data, tokenizer, params)
 
         def model_init():
             return AutoModelForSequenceClassification.from_pretrained(
-                base, num_labels=len(params.unique_tags), id2label=params.id2tag, label2id=params.tag2id,
-                ignore_mismatched_sizes=True)
+                base,
+                num_labels=len(params.unique_tags),
+                id2label=params.id2tag,
+                label2id=params.tag2id,
+                ignore_mismatched_sizes=True,
+            )
 
         args = TrainingArguments(
-            output_dir=str(out / "checkpoints"), num_train_epochs=params.epochs, max_steps=max_steps or -1,
-            learning_rate=params.learning_rate, per_device_train_batch_size=params.batch_size,
-            per_device_eval_batch_size=params.eval_batch_size, warmup_steps=params.warmup_ratio,
-            weight_decay=params.weight_decay, seed=params.seed, data_seed=params.seed,
-            eval_strategy="steps" if max_steps else "epoch", save_strategy="steps" if max_steps else "epoch",
-            eval_steps=max_steps, save_steps=max_steps, logging_strategy="steps",
+            output_dir=str(out / "checkpoints"),
+            num_train_epochs=params.epochs,
+            max_steps=max_steps or -1,
+            learning_rate=params.learning_rate,
+            per_device_train_batch_size=params.batch_size,
+            per_device_eval_batch_size=params.eval_batch_size,
+            warmup_steps=params.warmup_ratio,
+            weight_decay=params.weight_decay,
+            seed=params.seed,
+            data_seed=params.seed,
+            eval_strategy="steps" if max_steps else "epoch",
+            save_strategy="steps" if max_steps else "epoch",
+            eval_steps=max_steps,
+            save_steps=max_steps,
+            logging_strategy="steps",
             logging_steps=max(1, math.ceil(len(ds["train"]) / params.batch_size / 4)),
-            load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
-            save_total_limit=2, save_only_model=False, train_sampling_strategy="group_by_length", length_column_name="length",
-            report_to="none", disable_tqdm=not s.progress, **dev["args"])
+            load_best_model_at_end=True,
+            metric_for_best_model="macro_f1",
+            greater_is_better=True,
+            save_total_limit=2,
+            save_only_model=False,
+            train_sampling_strategy="group_by_length",
+            length_column_name="length",
+            report_to="none",
+            disable_tqdm=not s.progress,
+            **dev["args"],
+        )
         weights = class_weights(ds["train"]["label"], len(params.unique_tags), params.class_weighting)
         set_seed(params.seed)  # the new classifier head starts from the same weights for the same seed
         trainer = RouterTrainer(
-            model=model_init(), args=args,
-            train_dataset=ds["train"], eval_dataset=ds["validation"], processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_compute_metrics,
-            callbacks=([EarlyStoppingCallback(params.early_stopping_patience)] if params.early_stopping_patience else [])
-                      + [StopOnNaN(), *(callbacks or [])],
-            class_weights=weights, label_smoothing=params.label_smoothing)
-        if not s.progress: trainer.remove_callback(PrinterCallback)  # without bars, the Trainer would print every log entry
+            model=model_init(),
+            args=args,
+            train_dataset=ds["train"],
+            eval_dataset=ds["validation"],
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=_compute_metrics,
+            callbacks=(
+                [EarlyStoppingCallback(params.early_stopping_patience)] if params.early_stopping_patience else []
+            )
+            + [StopOnNaN(), *(callbacks or [])],
+            class_weights=weights,
+            label_smoothing=params.label_smoothing,
+        )
+        if not s.progress:
+            trainer.remove_callback(PrinterCallback)  # without bars, the Trainer would print every log entry
 
         t = time.perf_counter()
         last = last_complete_checkpoint(out / "checkpoints") if resume and (out / "checkpoints").is_dir() else None
-        if resume: log.info("resuming from %s", Path(last).name if last else "the start (no checkpoint was written)")
+        if resume:
+            log.info("resuming from %s", Path(last).name if last else "the start (no checkpoint was written)")
         result = trainer.train(resume_from_checkpoint=last)
         seconds = time.perf_counter() - t
-        trainer.remove_callback(EarlyStoppingCallback)  # it only reads eval_* metrics; the final scores use other prefixes
+        trainer.remove_callback(
+            EarlyStoppingCallback
+        )  # it only reads eval_* metrics; the final scores use other prefixes
         metrics, predictions, logits = {}, {}, {}
         splits = ("validation", "test") if evaluate_test else ("validation",)
         for split in splits:
@@ -279,30 +440,61 @@ def train(data: EmailData, params: BertParams | None = None, settings: Settings 
             predictions[split] = (logits[split].argmax(-1), np.asarray(p.label_ids))
             metrics.update({k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))})
         model_dir = out / "model"
-        trainer.save_model(str(model_dir))        # safetensors weights, config with label maps, tokenizer (main process only)
+        trainer.save_model(str(model_dir))  # safetensors weights, config with label maps, tokenizer (main process only)
         _readable(model_dir)
-    if not trainer.is_world_process_zero():       # distributed: the main process calibrates, exports and reports
+    if not trainer.is_world_process_zero():  # distributed: the main process calibrates, exports and reports
         return TrainResult(model_dir, base, metrics, params, dev["device"], dev["precision"], seconds, float("nan"))
-    (model_dir / ROUTER_FILE).write_text(json.dumps(
-        {"max_length": params.max_length, "truncation": params.truncation, "head_share": params.head_share,
-         "base_model": base_model_name(base)}, indent=2))
+    (model_dir / ROUTER_FILE).write_text(
+        json.dumps(
+            {
+                "max_length": params.max_length,
+                "truncation": params.truncation,
+                "head_share": params.head_share,
+                "base_model": base_model_name(base),
+            },
+            indent=2,
+        )
+    )
     if calibrate_model:  # temperature and thresholds from validation logits; the test split reports what they buy
-        cal = calibrate(model_dir, logits["validation"], predictions["validation"][1], s.target_accuracy, s.min_queue_support)
+        cal = calibrate(
+            model_dir, logits["validation"], predictions["validation"][1], s.target_accuracy, s.min_queue_support
+        )
         names = params.unique_tags
-        ids = {**{names.index(q): t for q, t in cal["thresholds"]["per_queue"].items()}, "global": cal["thresholds"]["global"]}
+        ids = {
+            **{names.index(q): t for q, t in cal["thresholds"]["per_queue"].items()},
+            "global": cal["thresholds"]["global"],
+        }
         for split in splits:
             m = route_metrics(softmax(logits[split], cal["temperature"]), predictions[split][1], threshold=ids)
-            metrics.update({f"{split}_ece": m["ece"], f"{split}_ece_raw": route_metrics(softmax(logits[split]), predictions[split][1])["ece"],
-                            f"{split}_coverage": m["coverage"], f"{split}_routed_accuracy": m["routed_accuracy"]})
+            metrics.update(
+                {
+                    f"{split}_ece": m["ece"],
+                    f"{split}_ece_raw": route_metrics(softmax(logits[split]), predictions[split][1])["ece"],
+                    f"{split}_coverage": m["coverage"],
+                    f"{split}_routed_accuracy": m["routed_accuracy"],
+                }
+            )
         metrics["temperature"] = cal["temperature"]
     if onnx:  # the CPU-serving export, gated against PyTorch on the validation split
         val = data.splits["validation"]
-        try: parity = export_onnx(model_dir, val["text"], val["label"])
+        try:
+            parity = export_onnx(model_dir, val["text"], val["label"])
         except OnnxParityError as e:
             log.warning("ONNX export refused: %s", e)
             parity = json.loads((model_dir / ONNX_DIR / PARITY_FILE).read_text())
         metrics.update({f"onnx_{k}": float(v) for k, v in parity.items() if isinstance(v, (int, float))})
-    if baseline: metrics.update({f"baseline_{k}": float(v) for k, v in baseline_scores(data).items()})
-    return TrainResult(model_dir, base, metrics, params, dev["device"], dev["precision"], seconds,
-                       float(result.metrics.get("train_samples_per_second", float("nan"))), list(trainer.state.log_history),
-                       trainer, predictions)
+    if baseline:
+        metrics.update({f"baseline_{k}": float(v) for k, v in baseline_scores(data).items()})
+    return TrainResult(
+        model_dir,
+        base,
+        metrics,
+        params,
+        dev["device"],
+        dev["precision"],
+        seconds,
+        float(result.metrics.get("train_samples_per_second", float("nan"))),
+        list(trainer.state.log_history),
+        trainer,
+        predictions,
+    )

@@ -13,9 +13,10 @@ import shutil
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -24,7 +25,7 @@ from transformers import TrainerCallback
 
 from .core import Settings, base_model_name, load_settings, redact_url
 from .data import EmailData
-from .model import EmailRouter, serving_router
+from .model import serving_router
 from .registry import configure_mlflow, quiet_mlflow
 from .train import BertParams, MlflowLive, train
 
@@ -37,36 +38,47 @@ __all__ = ['log', 'OBJECTIVES', 'default_hp_space_optuna', 'PruneOnEvaluate', 'm
 # %% ../nbs/12_tune.ipynb #8f7b139f
 def default_hp_space_optuna(trial: optuna.Trial, base_models: list[str] | None = None) -> dict[str, Any]:
     "The default search space: optimiser, schedule, loss and input knobs, and the encoder when more than one is given."
-    hp = {"learning_rate": trial.suggest_float("learning_rate", 2e-5, 5e-4, log=True),
-          "epochs": trial.suggest_int("epochs", 2, 10),
-          "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
-          "warmup_ratio": trial.suggest_float("warmup_ratio", 0.0, 0.2),
-          "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1),
-          "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2),
-          "class_weighting": trial.suggest_categorical("class_weighting", ["none", "sqrt", "balanced"]),
-          "truncation": trial.suggest_categorical("truncation", ["head", "head_tail"]),
-          "max_length": trial.suggest_categorical("max_length", [64, 128, 256])}
-    if base_models and len(base_models) > 1: hp["base_model"] = trial.suggest_categorical("base_model", list(base_models))
+    hp = {
+        "learning_rate": trial.suggest_float("learning_rate", 2e-5, 5e-4, log=True),
+        "epochs": trial.suggest_int("epochs", 2, 10),
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
+        "warmup_ratio": trial.suggest_float("warmup_ratio", 0.0, 0.2),
+        "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1),
+        "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2),
+        "class_weighting": trial.suggest_categorical("class_weighting", ["none", "sqrt", "balanced"]),
+        "truncation": trial.suggest_categorical("truncation", ["head", "head_tail"]),
+        "max_length": trial.suggest_categorical("max_length", [64, 128, 256]),
+    }
+    if base_models and len(base_models) > 1:
+        hp["base_model"] = trial.suggest_categorical("base_model", list(base_models))
     return hp
 
 # %% ../nbs/12_tune.ipynb #da39cf5d
 class PruneOnEvaluate(TrainerCallback):
-    "Report `metric` to an Optuna trial after each evaluation; raise `optuna.TrialPruned` when the pruner gives up on the trial."
+    """Report `metric` to an Optuna trial after each evaluation; raise `optuna.TrialPruned` when the pruner gives up
+    on the trial."""
+
     def __init__(self, trial: optuna.Trial, metric: str = "eval_macro_f1"):
         self.trial, self.metric = trial, metric
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         value = (metrics or {}).get(self.metric)
-        if value is None: return
+        if value is None:
+            return
         epoch = max(1, int(round(state.epoch or 0)))
         self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune(): raise optuna.TrialPruned(f"pruned after epoch {epoch}: {self.metric} {value:.4f}")
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {self.metric} {value:.4f}")
+
 
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     "The pruner for `kind`: 'median', 'hyperband' or 'none'."
-    if kind == "median": return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if kind == "hyperband": return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
-    if kind == "none": return optuna.pruners.NopPruner()
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+    if kind == "none":
+        return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {kind!r}: use median, hyperband or none")
 
 # %% ../nbs/12_tune.ipynb #c95d3c34
@@ -74,33 +86,42 @@ def latency_ms(model_dir: str | Path, texts: list[str], backend: str = "auto", n
     "Median milliseconds to route one cleaned mail (one at a time, CPU, `backend`) over up to `n` of `texts`."
     router = serving_router(model_dir, load_settings(serve_backend=backend))
     texts = list(texts)[:n]
-    router.predict_logits(texts[:2])                                  # warm-up
+    router.predict_logits(texts[:2])  # warm-up
     runs = []
     for x in texts:
-        t0 = time.perf_counter(); router.predict_logits([x]); runs.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        router.predict_logits([x])
+        runs.append(time.perf_counter() - t0)
     return 1000 * float(np.median(runs))
 
 # %% ../nbs/12_tune.ipynb #ea24fd5b
 @dataclass
 class TuneResult:
     "What a tuning session left: the study, its MLflow parent run and the best parameters."
+
     study: optuna.Study
     parent_run_id: str | None
-    best: dict[str, Any]             # {"trial", "values", "params"}; params are BertParams fields plus base_model
-    seconds: float                   # wall-clock time this worker spent
-    best_path: Path | None = None    # best parameters as JSON (for `emailrouter train --params`)
+    best: dict[str, Any]  # {"trial", "values", "params"}; params are BertParams fields plus base_model
+    seconds: float  # wall-clock time this worker spent
+    best_path: Path | None = None  # best parameters as JSON (for `emailrouter train --params`)
 
     def trials(self) -> pd.DataFrame:
         "One row per trial: number, state, objective value(s), duration, parameters, failure reason."
         return trials_frame(self.study)
+
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     "One row per trial of `study`: number, state, objective value(s), seconds, parameters, failure reason, worker."
     names = study.user_attrs.get("objectives") or [f"value_{i}" for i in range(len(study.directions))]
     rows = []
     for t in study.trials:
-        row = {"trial": t.number, "state": t.state.name.lower(),
-               "seconds": (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else float("nan")}
+        row = {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else float("nan"),
+        }
         row.update({n: (t.values[i] if t.values else float("nan")) for i, n in enumerate(names)})
         row.update(t.params)
         row.update({"fail_reason": t.user_attrs.get("fail_reason", ""), "worker": t.user_attrs.get("worker", "")})
@@ -110,76 +131,129 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 # %% ../nbs/12_tune.ipynb #94138b34
 def pareto_front(study: optuna.Study) -> pd.DataFrame:
     "The trials no other trial beats on both objectives (two-objective studies), fastest first."
-    if len(study.directions) < 2: raise ValueError("a Pareto front needs a study with a latency objective (tune --latency)")
+    if len(study.directions) < 2:
+        raise ValueError("a Pareto front needs a study with a latency objective (tune --latency)")
     names = study.user_attrs.get("objectives", ["value_0", "value_1"])
     rows = [{"trial": t.number, names[0]: t.values[0], names[1]: t.values[1], **t.params} for t in study.best_trials]
     return pd.DataFrame(rows).sort_values(names[1]).set_index("trial")
 
+
 def best_params(study: optuna.Study, max_latency_ms: float | None = None) -> dict[str, Any]:
     "The trial to retrain: {'trial', 'values', 'params'}; on a Pareto front the most accurate within `max_latency_ms`."
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done: raise ValueError(f"study {study.study_name!r} has no complete trial yet: run emailrouter tune first")
-    if len(study.directions) == 1: t = study.best_trial
+    if not done:
+        raise ValueError(f"study {study.study_name!r} has no complete trial yet: run emailrouter tune first")
+    if len(study.directions) == 1:
+        t = study.best_trial
     else:
         front = study.best_trials
         fits = [t for t in front if max_latency_ms is None or t.values[1] <= max_latency_ms]
-        if not fits: raise ValueError(f"no trial on the Pareto front routes a mail within {max_latency_ms} ms "
-                                      f"(fastest: {min(t.values[1] for t in front):.1f} ms)")
+        if not fits:
+            raise ValueError(
+                f"no trial on the Pareto front routes a mail within {max_latency_ms} ms "
+                f"(fastest: {min(t.values[1] for t in front):.1f} ms)"
+            )
         t = max(fits, key=lambda t: t.values[0])
-    return {"study": study.study_name, "trial": t.number, "values": list(t.values), "params": t.user_attrs.get("hp", t.params)}
+    return {
+        "study": study.study_name,
+        "trial": t.number,
+        "values": list(t.values),
+        "params": t.user_attrs.get("hp", t.params),
+    }
 
 # %% ../nbs/12_tune.ipynb #03c8a086
 def study_figures(study: optuna.Study) -> dict[str, Any]:
     "Matplotlib figures of `study` by file name (those its trials allow: importances need two complete trials)."
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
+
     names = study.user_attrs.get("objectives", ["objective"])
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     figs = {}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # Optuna marks its matplotlib plots experimental
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         first = (lambda t: t.values[0]) if len(study.directions) > 1 else None
         if done:
-            figs["optimization_history.png"] = ovm.plot_optimization_history(study, target=first, target_name=names[0]).figure
-            figs["parallel_coordinate.png"] = ovm.plot_parallel_coordinate(study, target=first, target_name=names[0]).figure
+            figs["optimization_history.png"] = ovm.plot_optimization_history(
+                study, target=first, target_name=names[0]
+            ).figure
+            figs["parallel_coordinate.png"] = ovm.plot_parallel_coordinate(
+                study, target=first, target_name=names[0]
+            ).figure
         if len(done) >= 2 and len({json.dumps(t.params, sort_keys=True) for t in done}) >= 2:
             figs["param_importances.png"] = ovm.plot_param_importances(study, target=first, target_name=names[0]).figure
         if len(study.directions) > 1 and done:
             figs["pareto_front.png"] = ovm.plot_pareto_front(study, target_names=names).figure
-    for f in figs.values(): f.set_size_inches(8, 4.5); f.tight_layout()
+    for f in figs.values():
+        f.set_size_inches(8, 4.5)
+        f.tight_layout()
     plt.close("all")
     return figs
 
 # %% ../nbs/12_tune.ipynb #43b375f6
 class _TrialTracking:
     "One MLflow child run per trial under the study's parent run; every call degrades to a warning if MLflow fails."
+
     def __init__(self, experiment_id: str | None, parent: str | None, study: str):
         from mlflow import MlflowClient
+
         self.parent, self.study = parent, study
-        self.client = None if experiment_id is None else self._safe("connect", MlflowClient)  # opening the store can fail too
+        self.client = (
+            None if experiment_id is None else self._safe("connect", MlflowClient)
+        )  # opening the store can fail too
         self.experiment_id = experiment_id if self.client is not None else None
 
     def _safe(self, what, fn, *a, **kw):
-        try: return fn(*a, **kw)
+        try:
+            return fn(*a, **kw)
         except Exception as e:
-            log.warning("MLflow tracking failed (%s): %s", what, type(e).__name__); return None
+            log.warning("MLflow tracking failed (%s): %s", what, type(e).__name__)
+            return None
 
     def start(self, trial: optuna.Trial, params: dict[str, Any]) -> str | None:
-        if self.experiment_id is None: return None
+        if self.experiment_id is None:
+            return None
         tags = {"optuna.study": self.study, "optuna.trial": str(trial.number), "emailrouter.role": "trial"}
-        if self.parent: tags["mlflow.parentRunId"] = self.parent
+        if self.parent:
+            tags["mlflow.parentRunId"] = self.parent
         with quiet_mlflow():
-            run = self._safe("open trial run", self.client.create_run, self.experiment_id, run_name=f"{self.study}-trial-{trial.number}", tags=tags)
-            if run is None: return None
+            run = self._safe(
+                "open trial run",
+                self.client.create_run,
+                self.experiment_id,
+                run_name=f"{self.study}-trial-{trial.number}",
+                tags=tags,
+            )
+            if run is None:
+                return None
             from mlflow.entities import Param
-            self._safe("log params", self.client.log_batch, run.info.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+
+            self._safe(
+                "log params",
+                self.client.log_batch,
+                run.info.run_id,
+                params=[Param(k, str(v)[:500]) for k, v in params.items()],
+            )
         return run.info.run_id
 
-    def end(self, run_id: str | None, state: str, seconds: float, values: list[float] | None, names: list[str], reason: str | None):
-        if run_id is None: return
+    def end(
+        self,
+        run_id: str | None,
+        state: str,
+        seconds: float,
+        values: list[float] | None,
+        names: list[str],
+        reason: str | None,
+    ):
+        if run_id is None:
+            return
         status = {"complete": "FINISHED", "pruned": "KILLED", "interrupted": "KILLED"}.get(state, "FAILED")
         with quiet_mlflow():
-            for k, v in {"state": state, "duration_seconds": f"{seconds:.1f}", **({"fail_reason": reason[:5000]} if reason else {})}.items():
+            for k, v in {
+                "state": state,
+                "duration_seconds": f"{seconds:.1f}",
+                **({"fail_reason": reason[:5000]} if reason else {}),
+            }.items():
                 self._safe("tag trial run", self.client.set_tag, run_id, k, v)
             for n, v in zip(names, values or []):
                 self._safe("log objective", self.client.log_metric, run_id, f"objective_{n}", float(v))
@@ -188,78 +262,127 @@ class _TrialTracking:
 # %% ../nbs/12_tune.ipynb #f5cbf420
 OBJECTIVES = ("macro_f1", "accuracy", "weighted_f1")
 
+
 def _storage(url: str, heartbeat: int, attempts: int = 3) -> optuna.storages.RDBStorage:
-    "Optuna's RDB storage with heartbeats; workers that open an empty database together race to create its tables, so retry."
-    if url.startswith("sqlite:///"): Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    """Optuna's RDB storage with heartbeats; workers that open an empty database together race to create its tables,
+    so retry."""
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(attempts):
         try:
-            with warnings.catch_warnings():   # Optuna marks heartbeats and the retry callback experimental
+            with warnings.catch_warnings():  # Optuna marks heartbeats and the retry callback experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=max(2 * heartbeat, heartbeat + 5),
-                                                  heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-                                                  engine_kwargs={"pool_pre_ping": True})
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat,
+                    grace_period=max(2 * heartbeat, heartbeat + 5),
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    engine_kwargs={"pool_pre_ping": True},
+                )
         except Exception as e:
             if attempt + 1 == attempts:
-                raise RuntimeError(f"cannot open the study storage {redact_url(url)}: {type(e).__name__}: "
-                                   f"{str(e).splitlines()[0][:200]}") from None
+                raise RuntimeError(
+                    f"cannot open the study storage {redact_url(url)}: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:200]}"
+                ) from None
             time.sleep(0.5 + random.random())
 
+
 def _parent_run(study: optuna.Study, settings: Settings) -> tuple[str | None, str | None]:
-    "The study's MLflow experiment and parent run, created by the first worker; (None, None) when MLflow is unreachable."
+    """The study's MLflow experiment and parent run, created by the first worker; (None, None) when MLflow is
+    unreachable."""
     from mlflow import MlflowClient
+
     try:
         exp = configure_mlflow(settings)
         client = MlflowClient()
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent:
-            try: client.get_run(parent); return exp, parent
-            except Exception: pass                                         # another tracking store: start a parent here
+            try:
+                client.get_run(parent)
+                return exp, parent
+            except Exception:
+                pass  # another tracking store: start a parent here
         with quiet_mlflow():
-            run = client.create_run(exp, run_name=f"tune-{study.study_name}", tags={"optuna.study": study.study_name, "emailrouter.role": "study"})
+            run = client.create_run(
+                exp,
+                run_name=f"tune-{study.study_name}",
+                tags={"optuna.study": study.study_name, "emailrouter.role": "study"},
+            )
         study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
-        time.sleep(0.5)                                                    # two workers starting together: the last writer's parent wins
+        time.sleep(0.5)  # two workers starting together: the last writer's parent wins
         winner = study.user_attrs.get("mlflow_parent_run_id")
-        if winner != run.info.run_id: client.delete_run(run.info.run_id)
+        if winner != run.info.run_id:
+            client.delete_run(run.info.run_id)
         return exp, winner
     except Exception as e:
         log.warning("MLflow tracking unavailable for this study (%s); the study runs untracked", type(e).__name__)
         return None, None
 
 # %% ../nbs/12_tune.ipynb #4d84c806
-def tune(data: EmailData, settings: Settings | None = None, n_trials: int | None = None, timeout: float | None = None,
-         study_name: str | None = None, storage: str | None = None, hp_space: Callable | None = None, latency: bool = False,
-         objective: str | None = None, pruner: optuna.pruners.BasePruner | None = None) -> TuneResult:
-    """Run (or resume, or join) the Optuna study `study_name` in `storage` on `data` until it holds `n_trials` finished trials
+def tune(
+    data: EmailData,
+    settings: Settings | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    hp_space: Callable | None = None,
+    latency: bool = False,
+    objective: str | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> TuneResult:
+    """Run (or resume, or join) the Optuna study `study_name` in `storage` on `data` until it holds `n_trials`
+       finished trials
     or `timeout` seconds have passed; with `latency`, a second objective (ms per mail) makes it a Pareto search."""
     from mlflow.entities import Metric
+
     s = settings or load_settings()
     n_trials, timeout = n_trials or s.n_trials, timeout if timeout is not None else s.tune_timeout
     name, url = study_name or s.study_name, storage or s.tune_storage
     metric = objective or s.tune_objective
-    if metric not in OBJECTIVES: raise ValueError(f"unknown objective {metric!r}: use one of {', '.join(OBJECTIVES)}")
+    if metric not in OBJECTIVES:
+        raise ValueError(f"unknown objective {metric!r}: use one of {', '.join(OBJECTIVES)}")
     space = hp_space or (lambda t: default_hp_space_optuna(t, s.tune_base_models))
     names = [f"validation_{metric}"] + (["latency_ms"] if latency else [])
     directions = ["maximize"] + (["minimize"] if latency else [])
-    optuna.logging.set_verbosity(optuna.logging.ERROR)      # trials are logged here, failures with their reason
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are logged here, failures with their reason
     store = _storage(url, s.tune_heartbeat_seconds)
     try:
-        study = optuna.create_study(study_name=name, storage=store, directions=directions, load_if_exists=True,
-                                    pruner=optuna.pruners.NopPruner() if latency else (pruner or make_pruner(s.tune_pruner)))
+        study = optuna.create_study(
+            study_name=name,
+            storage=store,
+            directions=directions,
+            load_if_exists=True,
+            pruner=optuna.pruners.NopPruner() if latency else (pruner or make_pruner(s.tune_pruner)),
+        )
     except ValueError as e:
         raise ValueError(f"study {name!r} in {redact_url(url)} cannot be resumed this way: {e}") from None
-    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE for d in directions]:
-        raise ValueError(f"study {name!r} was started {'with' if len(study.directions) > 1 else 'without'} the latency objective; "
-                         "resume it the same way or choose another --study name")
-    # seeded by worker and by how far the study is, so that neither two workers nor a resumed study repeat configurations
-    study.sampler = optuna.samplers.TPESampler(seed=(s.seed * 100_003 + os.getpid() * 7_919 + len(study.trials)) % 2**31,
-                                               multivariate=True)
+    if list(study.directions) != [
+        optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
+        for d in directions
+    ]:
+        raise ValueError(
+            f"study {name!r} was started {'with' if len(study.directions) > 1 else 'without'} the latency objective; "
+            "resume it the same way or choose another --study name"
+        )
+    # seeded by worker and by how far the study is, so that neither two workers nor a resumed study repeat
+    # configurations
+    study.sampler = optuna.samplers.TPESampler(
+        seed=(s.seed * 100_003 + os.getpid() * 7_919 + len(study.trials)) % 2**31, multivariate=True
+    )
     from emailrouter.tracking import data_fingerprint
+
     fp = data_fingerprint(data)["sha256"]
     known = study.user_attrs.get("data_sha256")
     if known and known != fp:
-        raise ValueError(f"study {name!r} was run on other data (fingerprint {known[:12]}, this data {fp[:12]}); "
-                         "choose another --study name")
-    if not known: study.set_user_attr("data_sha256", fp); study.set_user_attr("objectives", names)
+        raise ValueError(
+            f"study {name!r} was run on other data (fingerprint {known[:12]}, this data {fp[:12]}); "
+            "choose another --study name"
+        )
+    if not known:
+        study.set_user_attr("data_sha256", fp)
+        study.set_user_attr("objectives", names)
     exp, parent = _parent_run(study, s)
     tracking = _TrialTracking(exp, parent, name)
     out = Path(s.output_dir) / "tune" / name
@@ -273,33 +396,64 @@ def tune(data: EmailData, settings: Settings | None = None, n_trials: int | None
 
     def objective_fn(trial: optuna.Trial):
         trial.set_user_attr("worker", worker)
-        t0, state, reason, values, run_id, folder = time.perf_counter(), "failed", None, None, None, out / f"trial-{trial.number}"
+        t0, state, reason, values, run_id, folder = (
+            time.perf_counter(),
+            "failed",
+            None,
+            None,
+            None,
+            out / f"trial-{trial.number}",
+        )
         try:
             hp = dict(space(trial))
             base = hp.pop("base_model", None) or s.base_model
             trial.set_user_attr("hp", {**hp, "base_model": base})
             params = BertParams.from_data(data, s, **hp)
             run_id = tracking.start(trial, {**params.flat(), "base_model": base_model_name(base)})
-            callbacks = ([MlflowLive(run_id)] if run_id else []) + ([] if latency else [PruneOnEvaluate(trial, f"eval_{metric}")])
-            res = train(data, params, settings=s, base_model=base, output_dir=folder, onnx=latency and s.serve_backend != "torch",
-                        baseline=False, evaluate_test=False, calibrate_model=False, callbacks=callbacks)
+            callbacks = ([MlflowLive(run_id)] if run_id else []) + (
+                [] if latency else [PruneOnEvaluate(trial, f"eval_{metric}")]
+            )
+            res = train(
+                data,
+                params,
+                settings=s,
+                base_model=base,
+                output_dir=folder,
+                onnx=latency and s.serve_backend != "torch",
+                baseline=False,
+                evaluate_test=False,
+                calibrate_model=False,
+                callbacks=callbacks,
+            )
             values = [res.metrics[f"validation_{metric}"]]
-            if latency: values.append(latency_ms(res.model_dir, val_texts, s.serve_backend))
+            if latency:
+                values.append(latency_ms(res.model_dir, val_texts, s.serve_backend))
             state = "complete"
-            log.info("trial %d: %s in %.0f s", trial.number, ", ".join(f"{n} {v:.4f}" for n, v in zip(names, values)), time.perf_counter() - t0)
+            log.info(
+                "trial %d: %s in %.0f s",
+                trial.number,
+                ", ".join(f"{n} {v:.4f}" for n, v in zip(names, values)),
+                time.perf_counter() - t0,
+            )
             return values if latency else values[0]
         except optuna.TrialPruned:
-            state = "pruned"; log.info("trial %d pruned after %.0f s", trial.number, time.perf_counter() - t0); raise
+            state = "pruned"
+            log.info("trial %d pruned after %.0f s", trial.number, time.perf_counter() - t0)
+            raise
         except KeyboardInterrupt:
-            state, reason = "interrupted", "interrupted"; raise
+            state, reason = "interrupted", "interrupted"
+            raise
         except Exception as e:
             reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             trial.set_user_attr("fail_reason", reason)
             log.warning("trial %d failed: %s", trial.number, reason)
             try:
                 import torch
-                if torch.cuda.is_available(): torch.cuda.empty_cache()         # an out-of-memory trial must not starve the next
-            except Exception: pass
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # an out-of-memory trial must not starve the next
+            except Exception:
+                pass
             raise
         finally:
             tracking.end(run_id, state, time.perf_counter() - t0, values, names, reason)
@@ -309,21 +463,38 @@ def tune(data: EmailData, settings: Settings | None = None, n_trials: int | None
 
     def stop_when_done(study, trial):
         done, failed = counts()
-        if done >= n_trials or failed >= fail_limit: study.stop()
+        if done >= n_trials or failed >= fail_limit:
+            study.stop()
 
     t0 = time.perf_counter()
     deadline = time.monotonic() + timeout if timeout else None
     done, _ = counts()
-    log.info("study %s in %s: %d of %d trials finished; worker %s joins%s", name, redact_url(url), done, n_trials, worker,
-             f" for {timeout:.0f} s" if timeout else "")
-    while True:   # failed trials do not count towards n_trials, so a round that had failures is followed by another
+    log.info(
+        "study %s in %s: %d of %d trials finished; worker %s joins%s",
+        name,
+        redact_url(url),
+        done,
+        n_trials,
+        worker,
+        f" for {timeout:.0f} s" if timeout else "",
+    )
+    while True:  # failed trials do not count towards n_trials, so a round that had failures is followed by another
         done, failed = counts()
         left = None if deadline is None else deadline - time.monotonic()
-        if done >= n_trials or (left is not None and left <= 0): break
+        if done >= n_trials or (left is not None and left <= 0):
+            break
         if failed >= fail_limit:
-            log.warning("study %s: %d trials failed, stopping; their reasons are in the trials table", name, failed); break
-        study.optimize(objective_fn, n_trials=n_trials - done, timeout=left, callbacks=[stop_when_done], catch=(Exception,),
-                       show_progress_bar=s.progress, gc_after_trial=True)
+            log.warning("study %s: %d trials failed, stopping; their reasons are in the trials table", name, failed)
+            break
+        study.optimize(
+            objective_fn,
+            n_trials=n_trials - done,
+            timeout=left,
+            callbacks=[stop_when_done],
+            catch=(Exception,),
+            show_progress_bar=s.progress,
+            gc_after_trial=True,
+        )
     seconds = time.perf_counter() - t0
     best, best_path = None, None
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
@@ -331,43 +502,73 @@ def tune(data: EmailData, settings: Settings | None = None, n_trials: int | None
         out.mkdir(parents=True, exist_ok=True)
         best_path = out / "best_params.json"
         best_path.write_text(json.dumps(best, indent=2, default=str))
-    else: log.warning("study %s has no complete trial yet, so no best parameters to write", name)
+    else:
+        log.warning("study %s has no complete trial yet, so no best parameters to write", name)
     if parent:
         from mlflow import MlflowClient
+
         client = MlflowClient()
         try:
             with quiet_mlflow():
                 done, failed = counts()
-                client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in
-                                                  {"trials_finished": done, "trials_failed": failed,
-                                                   **({f"best_{n}": v for n, v in zip(names, best["values"])} if best else {})}.items()])
-                if best: client.log_dict(parent, best, "best_params.json")
+                client.log_batch(
+                    parent,
+                    metrics=[
+                        Metric(k, float(v), int(time.time() * 1000), 0)
+                        for k, v in {
+                            "trials_finished": done,
+                            "trials_failed": failed,
+                            **({f"best_{n}": v for n, v in zip(names, best["values"])} if best else {}),
+                        }.items()
+                    ],
+                )
+                if best:
+                    client.log_dict(parent, best, "best_params.json")
                 client.log_text(parent, trials_frame(study).to_csv(), "trials.csv")
-                for fname, fig in study_figures(study).items(): client.log_figure(parent, fig, fname)
-        except Exception as e: log.warning("could not log the study to MLflow (%s)", type(e).__name__)
+                for fname, fig in study_figures(study).items():
+                    client.log_figure(parent, fig, fname)
+        except Exception as e:
+            log.warning("could not log the study to MLflow (%s)", type(e).__name__)
     return TuneResult(study, parent, best or {}, seconds, best_path)
 
 # %% ../nbs/12_tune.ipynb #ca652747
-def load_best(source: str | Path, settings: Settings | None = None, max_latency_ms: float | None = None) -> dict[str, Any]:
-    "Parameters to retrain from: 'best' (the configured study's best trial) or a JSON file; returns {'params': ..., ...}."
+def load_best(
+    source: str | Path, settings: Settings | None = None, max_latency_ms: float | None = None
+) -> dict[str, Any]:
+    """Parameters to retrain from: 'best' (the configured study's best trial) or a JSON file; returns {'params': ...,
+    ...}."""
     s = settings or load_settings()
     if str(source) == "best":
-        try: study = optuna.load_study(study_name=s.study_name, storage=_storage(s.tune_storage, s.tune_heartbeat_seconds))
-        except KeyError: raise ValueError(f"no study {s.study_name!r} in {redact_url(s.tune_storage)}: run emailrouter tune first") from None
+        try:
+            study = optuna.load_study(
+                study_name=s.study_name, storage=_storage(s.tune_storage, s.tune_heartbeat_seconds)
+            )
+        except KeyError:
+            raise ValueError(
+                f"no study {s.study_name!r} in {redact_url(s.tune_storage)}: run emailrouter tune first"
+            ) from None
         return best_params(study, max_latency_ms)
     p = Path(source)
-    if not p.is_file(): raise ValueError(f"no parameter file {p}: pass 'best' or a JSON file written by emailrouter tune")
-    try: d = json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{p.name} is not JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(d, dict): raise ValueError(f"{p.name} must hold a JSON object of parameters")
+    if not p.is_file():
+        raise ValueError(f"no parameter file {p}: pass 'best' or a JSON file written by emailrouter tune")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p.name} is not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{p.name} must hold a JSON object of parameters")
     return d if isinstance(d.get("params"), dict) else {"params": d}
 
+
 def params_for(data: EmailData, best: dict[str, Any], settings: Settings | None = None) -> tuple[BertParams, str]:
-    "`BertParams` for `data` and the encoder to fine-tune, from `best['params']`; unknown fields are named in the error."
+    """`BertParams` for `data` and the encoder to fine-tune, from `best['params']`; unknown fields are named in the
+    error."""
     from dataclasses import fields as _fields
+
     s = settings or load_settings()
     hp = dict(best["params"])
     base = hp.pop("base_model", None) or s.base_model
     known = {f.name for f in _fields(BertParams)} - {"unique_tags"}
-    if unknown := sorted(set(hp) - known): raise ValueError(f"unknown parameters {unknown}; BertParams has {sorted(known)}")
+    if unknown := sorted(set(hp) - known):
+        raise ValueError(f"unknown parameters {unknown}; BertParams has {sorted(known)}")
     return BertParams.from_data(data, s, **hp), base

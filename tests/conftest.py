@@ -1,4 +1,5 @@
 """Shared fixtures: real database servers (skipped with a reason where none runs), a tiny model, and clean settings."""
+
 import inspect
 import json
 import os
@@ -22,8 +23,10 @@ def _server(url: str, what: str):
             c.execute(sa.text("select 1"))
     except Exception as e:  # no server on this machine: skip, saying what is needed
         engine.dispose()
-        pytest.skip(f"needs {what} at {engine.url.render_as_string(hide_password=True)} "
-                    f"(set EMAILROUTER_TEST_{what.split()[0].upper()}_URL to use another): {type(e).__name__}")
+        pytest.skip(
+            f"needs {what} at {engine.url.render_as_string(hide_password=True)} "
+            f"(set EMAILROUTER_TEST_{what.split()[0].upper()}_URL to use another): {type(e).__name__}"
+        )
     return engine
 
 
@@ -47,7 +50,10 @@ def server_database(engine, name: str) -> str:
         if engine.dialect.name == "postgresql":
             if not c.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": name}).scalar():
                 c.execute(sa.text(f'create database "{name}"'))
-        else: c.execute(sa.text(f"create database if not exists `{name}` character set utf8mb4 collate utf8mb4_unicode_ci"))
+        else:
+            c.execute(
+                sa.text(f"create database if not exists `{name}` character set utf8mb4 collate utf8mb4_unicode_ci")
+            )
     return engine.url.set(database=name).render_as_string(hide_password=False)
 
 
@@ -69,10 +75,12 @@ def _no_stray_settings(monkeypatch, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A tiny random ConvBERT classifier over the demo queues (the testing module's), saved as a model folder with its
-    int8 ONNX export, with the demo data it routes and throw-away settings. Its answers are noise; the plumbing is real."""
+    int8 ONNX export, with the demo data it routes and throw-away settings. Its answers are noise; the plumbing is
+    real."""
     from emailrouter.data import load_emails
     from emailrouter.model import ROUTER_FILE, export_onnx
     from emailrouter.testing import scratch_settings, tiny_encoder
+
     root = tmp_path_factory.mktemp("tiny")
     s = scratch_settings(root)
     data = load_emails("demo:400", settings=s)
@@ -83,8 +91,11 @@ def tiny_model(tmp_path_factory):
 
 
 def pytest_configure(config):
-    for name, what in (("database", "needs the MariaDB or PostgreSQL server"), ("browser", "drives headless Chromium"),
-                       ("slow", "starts processes (servers, the console script, venvs, Ray, MLflow, several trainers)")):
+    for name, what in (
+        ("database", "needs the MariaDB or PostgreSQL server"),
+        ("browser", "drives headless Chromium"),
+        ("slow", "starts processes (servers, the console script, venvs, Ray, MLflow, several trainers)"),
+    ):
         config.addinivalue_line("markers", f"{name}: {what}; `make test-fast` leaves these out, CI runs them")
     # schemathesis passes cookies per request, which Starlette's TestClient deprecates; not our code
     config.addinivalue_line("filterwarnings", "ignore:Setting per-request cookies:DeprecationWarning")
@@ -99,13 +110,25 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture(scope="session")
 def browser():
     "A headless Chromium driven by Selenium through Debian's chromedriver (Selenium Manager downloads nothing)."
-    if not (CHROMIUM and CHROMEDRIVER): pytest.skip("needs Chromium and ChromeDriver (apt-get install chromium chromium-driver)")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Chromium and ChromeDriver (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1600"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1600",
+    ):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -114,17 +137,30 @@ def browser():
 
 
 # The fast lane (`make test-fast`): markers set from what a test uses, so that no test has to remember to carry one.
-_SLOW_MODULES = {"test_inference_install", "test_distributed", "test_tune", "test_batch", "test_mlflow_server", "test_cli"}
-_STARTS_A_PROCESS = re.compile(r"serve_process\(|subprocess\.(?:run|Popen|check_output)\(|\b_?cli\(|\brun\(inference_env")
+_SLOW_MODULES = {
+    "test_inference_install",
+    "test_distributed",
+    "test_tune",
+    "test_batch",
+    "test_mlflow_server",
+    "test_cli",
+}
+_STARTS_A_PROCESS = re.compile(
+    r"serve_process\(|subprocess\.(?:run|Popen|check_output)\(|\b_?cli\(|\brun\(inference_env"
+)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         params = {str(v) for v in getattr(getattr(item, "callspec", None), "params", {}).values()}
-        if names & {"mysql_engine", "postgres_engine"} or params & {"postgres", "mysql"}: item.add_marker("database")
-        if "browser" in names: item.add_marker("browser")
-        try: src = inspect.getsource(item.function)
-        except (OSError, TypeError): src = ""
+        if names & {"mysql_engine", "postgres_engine"} or params & {"postgres", "mysql"}:
+            item.add_marker("database")
+        if "browser" in names:
+            item.add_marker("browser")
+        try:
+            src = inspect.getsource(item.function)
+        except (OSError, TypeError):
+            src = ""
         if item.module.__name__ in _SLOW_MODULES or names & {"slow_server"} or _STARTS_A_PROCESS.search(src):
             item.add_marker("slow")

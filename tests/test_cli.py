@@ -1,4 +1,5 @@
 """The console script as a user runs it: real processes, exit codes, no tracebacks."""
+
 import os
 import subprocess
 import sys
@@ -7,8 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-EXE = [sys.executable, "-m", "emailrouter.cli"] if not Path(sys.executable).with_name("emailrouter").exists() \
+EXE = (
+    [sys.executable, "-m", "emailrouter.cli"]
+    if not Path(sys.executable).with_name("emailrouter").exists()
     else [str(Path(sys.executable).with_name("emailrouter"))]
+)
 
 
 def run(*args, env=None):
@@ -50,8 +54,15 @@ def test_unknown_setting_warns_with_suggestion(tmp_path):
 def test_text_that_is_not_valid_unicode_is_reported_not_a_crash(tmp_path):
     "A JSON export can carry lone surrogates (\\ud800) in ids and texts: those rows are dropped with a reason."
     import json
-    rows = [{"id": f"m{i}" + ("\ud800" if i == 0 else ""), "body": "hej \ud800" if i < 3 else f"Min regning nr {i} er for høj",
-             "queue": ["regning", "tv"][i % 2]} for i in range(40)]
+
+    rows = [
+        {
+            "id": f"m{i}" + ("\ud800" if i == 0 else ""),
+            "body": "hej \ud800" if i < 3 else f"Min regning nr {i} er for høj",
+            "queue": ["regning", "tv"][i % 2],
+        }
+        for i in range(40)
+    ]
     (tmp_path / "odd.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     r = run("data", str(tmp_path / "odd.jsonl"), "--out", str(tmp_path / "splits"))
     assert r.returncode == 0, r.stderr
@@ -73,14 +84,24 @@ def test_predict_analyse_and_label_issues(tmp_path, tiny_model):
     unlabelled = tmp_path / "new.csv"
     pd.read_csv(demo).drop(columns=["queue", "true_queue"]).to_csv(unlabelled, index=False)
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path / "runs"), "EMAILROUTER_MIN_EXAMPLES_PER_LABEL": "5"}
-    r = run("predict", str(unlabelled), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "p.parquet"), env=env)
+    r = run(
+        "predict", str(unlabelled), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "p.parquet"), env=env
+    )
     assert r.returncode == 0, r.stderr
     p = pd.read_parquet(tmp_path / "p.parquet")
     assert len(p) == 400 and {"id", "queue", "score", "route", "top_k"} <= set(p.columns) and "label" not in p
     assert p.loc[p.queue != "", "queue"].isin(tiny_model.data.unique_tags).all()
     r = run("predict", str(demo), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "q.csv"), env=env)
     assert r.returncode == 0 and "accuracy:" in r.stdout and "coverage:" in r.stdout, r.stdout + r.stderr
-    r = run("predict", str(tmp_path / "missing.csv"), "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "x.csv"), env=env)
+    r = run(
+        "predict",
+        str(tmp_path / "missing.csv"),
+        "--model",
+        str(tiny_model.model_dir),
+        "--out",
+        str(tmp_path / "x.csv"),
+        env=env,
+    )
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
     r = run("analyse", "demo:400", "--model", str(tiny_model.model_dir), "--out", str(tmp_path / "a.html"), env=env)
     assert r.returncode == 0 and "accuracy" in r.stdout and (tmp_path / "a.html").stat().st_size > 10_000, r.stderr
@@ -89,27 +110,46 @@ def test_predict_analyse_and_label_issues(tmp_path, tiny_model):
     issues = pd.read_csv(tmp_path / "issues.csv")
     assert len(issues) > 0 and {"id", "queue", "suggested", "p_recorded", "label_quality"} <= set(issues.columns)
     r = run("label-issues", str(demo), "--n", "7", "--out", str(tmp_path / "top.csv"), env=env)
-    assert r.returncode == 0 and "the 7 most doubtful" in r.stdout and len(pd.read_csv(tmp_path / "top.csv")) == 7, r.stderr
+    assert r.returncode == 0 and "the 7 most doubtful" in r.stdout and len(pd.read_csv(tmp_path / "top.csv")) == 7, (
+        r.stderr
+    )
     r = run("label-issues", str(demo), "--n", "0", "--out", str(tmp_path / "none.csv"), env=env)
     assert r.returncode == 2 and "--n must be at least 1" in r.stderr and not (tmp_path / "none.csv").exists()
 
 
 def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
-    "A training stopped by SIGTERM leaves an MLflow run marked KILLED, with its reason and the curves so far; --resume finishes that run."
+    """A training stopped by SIGTERM leaves an MLflow run marked KILLED, with its reason and the curves so far;
+    --resume finishes that run."""
     import signal
     import time
+
     from mlflow import MlflowClient
+
     from emailrouter.core import load_settings
     from emailrouter.registry import CHALLENGER, configure_mlflow
-    from emailrouter.tracking import interrupted_run
     from emailrouter.testing import tiny_encoder
+    from emailrouter.tracking import interrupted_run
+
     enc = tiny_encoder(tmp_path / "encoder", "convbert")
-    env = {**os.environ, "EMAILROUTER_OUTPUT_DIR": str(tmp_path / "runs"), "EMAILROUTER_BASE_MODEL": str(enc),
-           "EMAILROUTER_PROGRESS": "false", "EMAILROUTER_MIN_EXAMPLES_PER_LABEL": "5"}
-    p = subprocess.Popen([*EXE, "train", "demo:400", "--epochs", "12", "--patience", "0", "--batch-size", "8", "--max-length", "32"],
-                         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "EMAILROUTER_OUTPUT_DIR": str(tmp_path / "runs"),
+        "EMAILROUTER_BASE_MODEL": str(enc),
+        "EMAILROUTER_PROGRESS": "false",
+        "EMAILROUTER_MIN_EXAMPLES_PER_LABEL": "5",
+    }
+    p = subprocess.Popen(
+        [*EXE, "train", "demo:400", "--epochs", "12", "--patience", "0", "--batch-size", "8", "--max-length", "32"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "runs" / "train").glob("*/checkpoints/checkpoint-*/trainer_state.json")):   # once a checkpoint is complete
+    while not list(
+        (tmp_path / "runs" / "train").glob("*/checkpoints/checkpoint-*/trainer_state.json")
+    ):  # once a checkpoint is complete
         assert p.poll() is None, p.stdout.read()
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.1)
@@ -124,12 +164,18 @@ def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
 
     r = subprocess.run([*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"resuming MLflow run {run.info.run_id}" in r.stdout and "resuming from checkpoint-" in r.stderr, r.stdout + r.stderr
+    assert f"resuming MLflow run {run.info.run_id}" in r.stdout and "resuming from checkpoint-" in r.stderr, (
+        r.stdout + r.stderr
+    )
     done = client.get_run(run.info.run_id)
     assert done.info.status == "FINISHED" and "test_accuracy" in done.data.metrics
-    assert len({m.step for m in client.get_metric_history(run.info.run_id, "eval_macro_f1")}) == 12, "one evaluation per epoch, all 12"
+    assert len({m.step for m in client.get_metric_history(run.info.run_id, "eval_macro_f1")}) == 12, (
+        "one evaluation per epoch, all 12"
+    )
     assert client.get_model_version_by_alias(s.model_name, CHALLENGER).run_id == run.info.run_id
-    run_cli = subprocess.run([*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run_cli = subprocess.run(
+        [*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert run_cli.returncode == 2 and "no interrupted training run" in run_cli.stderr, run_cli.stderr
 
 
@@ -145,8 +191,9 @@ def test_predict_refuses_a_source_without_mails(tmp_path, tiny_model):
     (tmp_path / "blank.csv").write_text("id,body,queue\nm1,,regning\nm2,   ,tv\n")
     r = run("predict", str(tmp_path / "blank.csv"), *model, *out)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
-    assert r.stderr.strip().splitlines()[-1] == (f"emailrouter: error: none of the 2 mails in {tmp_path / 'blank.csv'} "
-                                                 "has text once cleaned: nothing to route")
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"emailrouter: error: none of the 2 mails in {tmp_path / 'blank.csv'} has text once cleaned: nothing to route"
+    )
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -158,12 +205,13 @@ def test_predict_names_queues_the_model_lacks_and_scores_over_all_queues(tmp_pat
     """Recorded queues the model does not have are named with their counts and count as wrong; accuracy, macro- and
     weighted F1 are over the same mails (those with a label) and the same queues (the model's and the file's)."""
     from sklearn.metrics import f1_score
+
     mails = tiny_model.data.frame("test").head(30)[["text"]].rename(columns={"text": "body"})
     mails.insert(0, "id", [f"m{i}" for i in range(len(mails))])
     mails.to_csv(tmp_path / "new.csv", index=False)
     model = ["--model", str(tiny_model.model_dir)]
     assert run("predict", str(tmp_path / "new.csv"), *model, "--out", str(tmp_path / "first.csv")).returncode == 0
-    said = pd.read_csv(tmp_path / "first.csv")["queue"].tolist()    # the model's answers, to label half of them right
+    said = pd.read_csv(tmp_path / "first.csv")["queue"].tolist()  # the model's answers, to label half of them right
     other = [q for q in tiny_model.data.unique_tags if q != said[15]][0]
     mails["queue"] = said[:15] + [other] * 5 + ["ny_kø"] * 4 + ["tastefejl"] * 2 + [None] * 4
     mails.to_csv(tmp_path / "labelled.csv", index=False)

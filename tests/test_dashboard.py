@@ -3,6 +3,7 @@ loads without console errors, the attribution checker highlights a mail and a da
 with a reason without Chromium); over plain HTTP a login is required when one is configured, its session is signed with
 the configured key, which never shows in the output. Screenshots go to EMAILROUTER_SCREENSHOTS when it names a
 folder."""
+
 import os
 import subprocess
 import sys
@@ -30,18 +31,26 @@ def write_log(url, queues, n=400, days=3, seed=0):
         q = queues[i % len(queues)]
         t = START + timedelta(seconds=int(i * days * 86400 / n))
         score = float(rng.uniform(0.4, 1.0))
-        r = prediction_row(f"r{i}", f"Hej, min {q} nr. {rng.integers(1000, 9999)} virker ikke, [NAME]",
-                           {"queue": q, "score": score, "route": q if score > 0.6 else "manuel_behandling", "top_k": []},
-                           "emailrouter", "1" if i < n // 2 else "2", float(rng.gamma(4, 5)))
+        r = prediction_row(
+            f"r{i}",
+            f"Hej, min {q} nr. {rng.integers(1000, 9999)} virker ikke, [NAME]",
+            {"queue": q, "score": score, "route": q if score > 0.6 else "manuel_behandling", "top_k": []},
+            "emailrouter",
+            "1" if i < n // 2 else "2",
+            float(rng.gamma(4, 5)),
+        )
         rows.append({**r, "created_at": t})
         if i % 2 == 0:
             true = queues[(i // 2) % len(queues)] if i % 10 == 0 else q
-            fb.append({"request_id": f"r{i}", "true_queue": true, "source": "agent", "created_at": t + timedelta(hours=1)})
+            fb.append(
+                {"request_id": f"r{i}", "true_queue": true, "source": "agent", "created_at": t + timedelta(hours=1)}
+            )
     plog.put(rows)
     assert plog.flush(30)
     plog.stop()
     engine = log_engine(url)
-    with engine.begin() as c: c.execute(FeedbackRow.__table__.insert(), fb)
+    with engine.begin() as c:
+        c.execute(FeedbackRow.__table__.insert(), fb)
     engine.dispose()
 
 
@@ -50,8 +59,12 @@ def dashboard(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("dash")
     url = f"sqlite:///{root / 'log.db'}"
     write_log(url, tiny_model.data.unique_tags[:4])
-    env = {"EMAILROUTER_LOG_URL": url, "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir), "EMAILROUTER_OUTPUT_DIR": str(root / "runs"),
-           "EMAILROUTER_LOG_LEVEL": "WARNING"}
+    env = {
+        "EMAILROUTER_LOG_URL": url,
+        "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir),
+        "EMAILROUTER_OUTPUT_DIR": str(root / "runs"),
+        "EMAILROUTER_LOG_LEVEL": "WARNING",
+    }
     with serve_process([EXE, "dashboard", "--port", "{port}"], ready_path="/", env=env, cwd=root) as base:
         yield base
 
@@ -64,35 +77,42 @@ def _wait(driver, css, timeout=30):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
+
     return WebDriverWait(driver, timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
 def _text_changes(driver, element_id, old, timeout=30):
     from selenium.webdriver.common.by import By
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         now = driver.find_element(By.ID, element_id).text
-        if now not in (old, "–", ""): return now
+        if now not in (old, "–", ""):
+            return now
         time.sleep(0.2)
     raise AssertionError(f"#{element_id} stayed {old!r}")
 
 
 def _shot(driver, name):
     folder = os.environ.get("EMAILROUTER_SCREENSHOTS")
-    if folder: Path(folder).mkdir(parents=True, exist_ok=True); driver.save_screenshot(str(Path(folder) / name))
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / name))
 
 
 def test_production_page_and_date_filter(browser, dashboard):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+
     browser.get(dashboard)
     _wait(browser, "#fig-performance .main-svg")
     mails = _text_changes(browser, "card-mails", "")
     assert mails == "400" and browser.find_element(By.ID, "card-accuracy").text.endswith("%")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#fig-confusion .heatmaplayer")) == 1
     _shot(browser, "production.png")
-    start = browser.find_element(By.ID, "dates")                      # the date range's start field
-    start.send_keys(Keys.CONTROL, "a"); start.send_keys("2026-03-04", Keys.ENTER)
+    start = browser.find_element(By.ID, "dates")  # the date range's start field
+    start.send_keys(Keys.CONTROL, "a")
+    start.send_keys("2026-03-04", Keys.ENTER)
     narrowed = _text_changes(browser, "card-mails", "400")
     assert 0 < int(narrowed.replace(",", "")) < 400
     assert not _severe(browser)
@@ -100,10 +120,13 @@ def test_production_page_and_date_filter(browser, dashboard):
 
 def test_attribution_checker_highlights_a_pasted_mail(browser, dashboard):
     from selenium.webdriver.common.by import By
+
     browser.get(dashboard)
     _wait(browser, "#fig-performance .main-svg")
     browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Attribution checker']").click()
-    browser.find_element(By.ID, "paste").send_keys("Hej, jeg hedder Jens Hansen (tlf 20 30 40 50). Min regning er alt for høj.")
+    browser.find_element(By.ID, "paste").send_keys(
+        "Hej, jeg hedder Jens Hansen (tlf 20 30 40 50). Min regning er alt for høj."
+    )
     browser.find_element(By.ID, "explain").click()
     _wait(browser, "#attr-view .attr-word", timeout=60)
     words = browser.find_elements(By.CSS_SELECTOR, "#attr-view .attr-word")
@@ -117,6 +140,7 @@ def test_attribution_checker_highlights_a_pasted_mail(browser, dashboard):
 
 def test_models_page_loads(browser, dashboard):
     from selenium.webdriver.common.by import By
+
     browser.get(dashboard)
     _wait(browser, "#fig-performance .main-svg")
     browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Models']").click()
@@ -126,18 +150,27 @@ def test_models_page_loads(browser, dashboard):
 
 
 def _login_env(tiny_model, tmp_path) -> dict:
-    return {"EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}",
-            "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir), "EMAILROUTER_DASHBOARD_USERNAME": "anna",
-            "EMAILROUTER_DASHBOARD_PASSWORD": "correct horse",
-            "EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_LOG_LEVEL": "INFO"}
+    return {
+        "EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}",
+        "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir),
+        "EMAILROUTER_DASHBOARD_USERNAME": "anna",
+        "EMAILROUTER_DASHBOARD_PASSWORD": "correct horse",
+        "EMAILROUTER_OUTPUT_DIR": str(tmp_path),
+        "EMAILROUTER_LOG_LEVEL": "INFO",
+    }
 
 
 def test_login_required_when_configured(tiny_model, tmp_path):
     """No page without the password, as before; without EMAILROUTER_DASHBOARD_SECRET_KEY a key is drawn at start and the
     log says what that means."""
     env = _login_env(tiny_model, tmp_path)
-    with serve_process([EXE, "dashboard", "--port", "{port}"], ready_path="/_dash-layout", env=env, cwd=tmp_path,
-                       ready_auth=("anna", "correct horse")) as base:
+    with serve_process(
+        [EXE, "dashboard", "--port", "{port}"],
+        ready_path="/_dash-layout",
+        env=env,
+        cwd=tmp_path,
+        ready_auth=("anna", "correct horse"),
+    ) as base:
         assert httpx.get(base + "/").status_code == 401
         assert httpx.get(base + "/", auth=("anna", "wrong")).status_code == 401
         assert httpx.get(base + "/", auth=("anna", "correct horse")).status_code == 200
@@ -159,10 +192,16 @@ def test_served_by_gunicorn_with_the_configured_session_key(tiny_model, tmp_path
     warning, and neither the key nor the password shows in the output; SIGTERM stops it cleanly."""
     from flask import Flask
     from flask.sessions import SecureCookieSessionInterface
+
     key = "dashboard-session-key-6f1c2b9e0d"
     env = {**_login_env(tiny_model, tmp_path), "EMAILROUTER_DASHBOARD_SECRET_KEY": key}
-    with serve_process([EXE, "dashboard", "--port", "{port}", "--threads", "2"], ready_path="/_dash-layout", env=env,
-                       cwd=tmp_path, ready_auth=("anna", "correct horse")) as base:
+    with serve_process(
+        [EXE, "dashboard", "--port", "{port}", "--threads", "2"],
+        ready_path="/_dash-layout",
+        env=env,
+        cwd=tmp_path,
+        ready_auth=("anna", "correct horse"),
+    ) as base:
         refused = httpx.get(base + "/")
         assert refused.status_code == 401 and refused.headers["server"] == "gunicorn"
         page = httpx.get(base + "/", auth=("anna", "correct horse"))
@@ -182,11 +221,14 @@ def test_served_by_gunicorn_with_the_configured_session_key(tiny_model, tmp_path
 def test_threads_and_port_are_checked(tmp_path):
     "A bad --threads or a port that is taken: one line and exit code 2, before anything is built."
     import socket
+
     env = {**os.environ, "EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}"}
 
     def dashboard(*args):
-        return subprocess.run([EXE, "dashboard", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                              env=env)
+        return subprocess.run(
+            [EXE, "dashboard", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+        )
+
     p = dashboard("--threads", "0")
     assert p.returncode == 2 and p.stderr.strip() == "emailrouter: error: --threads must be at least 1, got 0"
     with socket.create_server(("127.0.0.1", 0)) as taken:
@@ -197,6 +239,12 @@ def test_threads_and_port_are_checked(tmp_path):
 
 
 def test_no_public_dashboard_without_login(tmp_path):
-    p = subprocess.run([EXE, "dashboard", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                       env={**os.environ, "EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}"})
+    p = subprocess.run(
+        [EXE, "dashboard", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}"},
+    )
     assert p.returncode == 2 and "refusing to serve the dashboard on 0.0.0.0 without a login" in p.stderr

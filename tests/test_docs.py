@@ -1,6 +1,7 @@
 """The documentation site: every notebook rendered with its saved outputs by mkdocs (mkdocs-jupyter), in strict mode,
 and every relative link and image in the built pages pointing at a page or file that exists (mkdocs checks the links
 of Markdown pages, not those inside rendered notebooks, so the pages are checked here)."""
+
 import json
 import os
 import re
@@ -19,8 +20,13 @@ ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 
 
 def build(config: Path, site: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([MKDOCS, "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
-                          capture_output=True, text=True, env=ENV, timeout=600)
+    return subprocess.run(
+        [MKDOCS, "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +43,18 @@ def test_every_notebook_has_a_page(site):
         assert page.exists(), f"{nb.name} has no page"
     nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
     listed = re.findall(r"[\w.-]+\.ipynb", json.dumps(nav))
-    assert sorted(listed) == sorted(p.name for p in (REPO / "nbs").glob("*.ipynb")), "mkdocs.yml's nav must list every notebook"
+    assert sorted(listed) == sorted(p.name for p in (REPO / "nbs").glob("*.ipynb")), (
+        "mkdocs.yml's nav must list every notebook"
+    )
 
 
 class Links(HTMLParser):
     "The href and src attributes of a page's elements (not text that looks like them, as in code)."
+
     def __init__(self):
-        super().__init__(); self.found = []
+        super().__init__()
+        self.found = []
+
     def handle_starttag(self, tag, attrs):
         self.found += [v for k, v in attrs if k in ("href", "src") and v]
 
@@ -52,12 +63,16 @@ def broken_links(site: Path) -> list[str]:
     "Relative links and image sources in the built pages whose target does not exist."
     broken = []
     for page in site.rglob("*.html"):
-        parser = Links(); parser.feed(page.read_text(encoding="utf-8"))
+        parser = Links()
+        parser.feed(page.read_text(encoding="utf-8"))
         for href in (h.split("#")[0].split("?")[0] for h in parser.found):
-            if not href or re.match(r"^[a-z][a-z0-9+.-]*:|^//", href): continue     # anchors, http:, mailto:, data:, ...
+            if not href or re.match(r"^[a-z][a-z0-9+.-]*:|^//", href):
+                continue  # anchors, http:, mailto:, data:, ...
             target = (page.parent / href).resolve() if not href.startswith("/") else (site / href.lstrip("/")).resolve()
-            if target.is_dir(): target = target / "index.html"
-            if not target.exists(): broken.append(f"{page.relative_to(site)} -> {href}")
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(site)} -> {href}")
     return broken
 
 
@@ -76,9 +91,12 @@ def test_rendered_outputs_and_no_local_paths(site):
 
 def test_a_broken_link_is_caught(tmp_path):
     "mkdocs does not check links inside notebooks (mkdocs-jupyter renders them): the link check above does."
-    docs = tmp_path / "nbs"; docs.mkdir()
+    docs = tmp_path / "nbs"
+    docs.mkdir()
     nb = json.loads((REPO / "nbs" / "index.ipynb").read_text())
-    nb["cells"].append({"cell_type": "markdown", "id": "broken01", "metadata": {}, "source": ["See [the guide](no-such-page.md)."]})
+    nb["cells"].append(
+        {"cell_type": "markdown", "id": "broken01", "metadata": {}, "source": ["See [the guide](no-such-page.md)."]}
+    )
     (docs / "index.ipynb").write_text(json.dumps(nb))
     shutil.copytree(REPO / "nbs" / "images", docs / "images")
     config = yaml.safe_load((REPO / "mkdocs.yml").read_text())

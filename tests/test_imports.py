@@ -1,4 +1,5 @@
 """Real-world imports: hand-made Danish exports as Excel and Windows write them, and every way they go wrong."""
+
 import logging
 
 import pandas as pd
@@ -8,9 +9,11 @@ from emailrouter.core import load_settings
 from emailrouter.data import DataError, load_emails, read_source
 
 QUEUES = ["regning", "flytning", "teknisk_bredbaand"]
-BODIES = {"regning": "Min regning på {i}99 kr er for høj, kan I se på den?",
-          "flytning": "Jeg flytter til Århus og vil tage mit bredbånd med ({i}).",
-          "teknisk_bredbaand": "Routeren blinker rødt, og nettet er væk igen i dag ({i})."}
+BODIES = {
+    "regning": "Min regning på {i}99 kr er for høj, kan I se på den?",
+    "flytning": "Jeg flytter til Århus og vil tage mit bredbånd med ({i}).",
+    "teknisk_bredbaand": "Routeren blinker rødt, og nettet er væk igen i dag ({i}).",
+}
 
 
 def danish_rows(n_per=12, date=lambda i: f"{1 + i % 28:02d}-{1 + i % 12:02d}-2025 {8 + i % 9:02d}:{i % 60:02d}"):
@@ -19,7 +22,15 @@ def danish_rows(n_per=12, date=lambda i: f"{1 + i % 28:02d}-{1 + i % 12:02d}-202
     for q in QUEUES:
         for i in range(n_per):
             k = len(rows)
-            rows.append({"id": f"m{k}", "emne": f"Spørgsmål om {q} æøå", "tekst": BODIES[q].format(i=i), "kø": q, "modtaget": date(k)})
+            rows.append(
+                {
+                    "id": f"m{k}",
+                    "emne": f"Spørgsmål om {q} æøå",
+                    "tekst": BODIES[q].format(i=i),
+                    "kø": q,
+                    "modtaget": date(k),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -28,7 +39,7 @@ def test_semicolon_cp1252_csv_as_excel_writes_it(tmp_path, caplog):
     df = danish_rows()
     path = tmp_path / "mails.csv"
     df.to_csv(path, sep=";", index=False, encoding="cp1252")
-    assert b"\xe6\xf8\xe5" in path.read_bytes()                  # æøå as single Windows-1252 bytes
+    assert b"\xe6\xf8\xe5" in path.read_bytes()  # æøå as single Windows-1252 bytes
     with caplog.at_level(logging.WARNING, logger="emailrouter"):
         data = load_emails(str(path))
     assert data.report.rows_out == len(df) and data.unique_tags == sorted(QUEUES)
@@ -67,7 +78,9 @@ def test_mixed_date_formats_are_refused_not_reparsed(tmp_path):
     # an explicit format reads one kind; the other becomes a reported "bad timestamp", above the drop limit here
     with pytest.raises(DataError, match="dropped 50% of the rows"):
         load_emails(str(tmp_path / "m.csv"), settings=load_settings(date_format="%d-%m-%Y %H:%M"))
-    data = load_emails(str(tmp_path / "m.csv"), settings=load_settings(date_format="%d-%m-%Y %H:%M", max_drop_share=0.6))
+    data = load_emails(
+        str(tmp_path / "m.csv"), settings=load_settings(date_format="%d-%m-%Y %H:%M", max_drop_share=0.6)
+    )
     assert data.report.dropped["bad timestamp"] == len(df) // 2
 
 
@@ -105,7 +118,7 @@ def test_undecodable_file_names_file_and_setting(tmp_path):
 
 def test_many_drops_warn_and_too_many_refuse(tmp_path, caplog):
     df = danish_rows(n_per=20)
-    df.loc[df.index[:6], "tekst"] = ""           # 6 of 60 empty: over 5%, a warning naming the reason
+    df.loc[df.index[:6], "tekst"] = ""  # 6 of 60 empty: over 5%, a warning naming the reason
     df.loc[df.index[:6], "emne"] = ""
     df.to_csv(tmp_path / "w.csv", sep=";", index=False)
     with caplog.at_level(logging.WARNING, logger="emailrouter"):
@@ -124,7 +137,8 @@ def test_column_hint_for_a_misspelt_name(tmp_path):
 
 
 def test_a_few_bad_bytes_in_a_utf8_file_drop_only_those_rows(tmp_path):
-    "A UTF-8 export with one row from a Latin-1 system: the file stays UTF-8 (no mojibake); that row is dropped and reported."
+    """A UTF-8 export with one row from a Latin-1 system: the file stays UTF-8 (no mojibake); that row is dropped and
+    reported."""
     df = danish_rows()
     df.to_csv(tmp_path / "u.csv", sep=";", index=False)
     with open(tmp_path / "u.csv", "ab") as f:

@@ -4,6 +4,7 @@ It must serve a registered model (and a mounted model folder) from the ONNX expo
 Captum or Dash installed, and refuse the commands of a missing extra with the extra to install. The environment is
 built once per session from this checkout with pip (PyPI or its mirror), which takes a minute or two.
 """
+
 import logging
 import os
 import subprocess
@@ -29,36 +30,57 @@ def inference_env(tmp_path_factory):
     "A fresh venv with `pip install <checkout>` and nothing else; its bin folder."
     root = tmp_path_factory.mktemp("inference-venv")
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-    pip = subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          str(REPO)], capture_output=True, text=True, timeout=900)
-    if pip.returncode != 0: pytest.fail(f"the inference install failed:\n{pip.stderr[-3000:]}")
-    log.info("inference install: %.0f MiB (this environment, with every extra: %.0f MiB)", _size_mb(root), _size_mb(Path(sys.prefix)))
+    pip = subprocess.run(
+        [str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if pip.returncode != 0:
+        pytest.fail(f"the inference install failed:\n{pip.stderr[-3000:]}")
+    log.info(
+        "inference install: %.0f MiB (this environment, with every extra: %.0f MiB)",
+        _size_mb(root),
+        _size_mb(Path(sys.prefix)),
+    )
     return root / "bin"
 
 
 def run(bin_dir: Path, *args, cwd, env=None):
-    return subprocess.run([str(bin_dir / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(bin_dir / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_installs_no_training_stack(inference_env, tmp_path):
-    code = ("import importlib.util, emailrouter.serve, emailrouter.cli\n"
-            "print(sorted(m for m in ('torch', 'optuna', 'captum', 'dash', 'datasets', 'accelerate', 'sklearn', 'evaluate')"
-            " if importlib.util.find_spec(m)))")
+    code = (
+        "import importlib.util, emailrouter.serve, emailrouter.cli\n"
+        "print(sorted(m for m in ('torch', 'optuna', 'captum', 'dash', 'datasets', 'accelerate', 'sklearn', 'evaluate')"
+        " if importlib.util.find_spec(m)))"
+    )
     p = run(inference_env, "python", "-c", code, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
 
 
 def test_serves_registered_model_without_torch(inference_env, tiny_model, tmp_path):
-    "Register in this (full) environment, serve from the inference one: models:/name@champion from the same MLflow store."
+    """Register in this (full) environment, serve from the inference one: models:/name@champion from the same MLflow
+    store."""
     from emailrouter.core import load_settings
     from emailrouter.tracking import log_training, promote
+
     s = load_settings(output_dir=tmp_path, model_name="slim")
-    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s); promote(s)
+    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s)
+    promote(s)
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_NAME": "slim", "EMAILROUTER_PROGRESS": "false"}
-    with serve_process([str(inference_env / "uvicorn"), "emailrouter.serve:app", "--port", "{port}"], env=env,
-                       cwd=tmp_path) as url:
+    with serve_process(
+        [str(inference_env / "uvicorn"), "emailrouter.serve:app", "--port", "{port}"], env=env, cwd=tmp_path
+    ) as url:
         model = httpx.get(url + "/model").json()
         assert model["version"] == "1" and model["alias"] == "champion" and model["variant"].startswith("int8")
         r = httpx.post(url + "/predict", json=MAIL, timeout=30)
@@ -69,15 +91,18 @@ def test_serves_registered_model_without_torch(inference_env, tiny_model, tmp_pa
 def test_serves_mounted_folder(inference_env, tiny_model, tmp_path):
     "The image's other source: a model folder mounted into the container, named by EMAILROUTER_MODEL_URI."
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir)}
-    with serve_process([str(inference_env / "uvicorn"), "emailrouter.serve:app", "--port", "{port}"], env=env,
-                       cwd=tmp_path) as url:
+    with serve_process(
+        [str(inference_env / "uvicorn"), "emailrouter.serve:app", "--port", "{port}"], env=env, cwd=tmp_path
+    ) as url:
         r = httpx.post(url + "/predict", json=MAIL, timeout=30)
         assert r.status_code == 200 and r.json()["queue"] in tiny_model.data.unique_tags
 
 
 def test_folder_without_export_is_refused_with_reason(inference_env, tiny_model, tmp_path):
     import shutil
+
     from emailrouter.model import ONNX_DIR
+
     folder = tmp_path / "no-export"
     shutil.copytree(tiny_model.model_dir, folder, ignore=shutil.ignore_patterns(ONNX_DIR))
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": str(folder)}
@@ -86,8 +111,9 @@ def test_folder_without_export_is_refused_with_reason(inference_env, tiny_model,
     assert "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("command, extra", [(["train", "--demo"], "train"), (["tune", "demo:200"], "train"),
-                                            (["dashboard"], "dashboard")])
+@pytest.mark.parametrize(
+    "command, extra", [(["train", "--demo"], "train"), (["tune", "demo:200"], "train"), (["dashboard"], "dashboard")]
+)
 def test_missing_extra_named(inference_env, tmp_path, command, extra):
     p = run(inference_env, "emailrouter", *command, cwd=tmp_path, env={"EMAILROUTER_OUTPUT_DIR": str(tmp_path)})
     assert p.returncode == 2, p.stderr

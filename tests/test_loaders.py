@@ -1,4 +1,5 @@
 """File loaders and every bad-input case of the data layer."""
+
 import json
 
 import pandas as pd
@@ -9,19 +10,27 @@ from emailrouter.data import DataError, load_emails, read_source, validate_email
 
 
 def _frame(n_per=12, queues=("regning", "tv", "mobil")):
-    rows = [{"id": f"{q}-{i}", "subject": f"Emne {q}", "body": f"Hej, mail nummer {i} om {q}. Kan I hjælpe?", "queue": q}
-            for q in queues for i in range(n_per)]
+    rows = [
+        {"id": f"{q}-{i}", "subject": f"Emne {q}", "body": f"Hej, mail nummer {i} om {q}. Kan I hjælpe?", "queue": q}
+        for q in queues
+        for i in range(n_per)
+    ]
     return pd.DataFrame(rows)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl", ".json"])
 def test_every_file_format(tmp_path, suffix):
     df, path = _frame(), tmp_path / f"mails{suffix}"
-    if suffix == ".csv": df.to_csv(path, index=False)
-    elif suffix == ".tsv": df.to_csv(path, sep="\t", index=False)
-    elif suffix == ".parquet": df.to_parquet(path)
-    elif suffix == ".jsonl": df.to_json(path, orient="records", lines=True, force_ascii=False)
-    else: df.to_json(path, orient="records", force_ascii=False)
+    if suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        df.to_csv(path, sep="\t", index=False)
+    elif suffix == ".parquet":
+        df.to_parquet(path)
+    elif suffix == ".jsonl":
+        df.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        df.to_json(path, orient="records", force_ascii=False)
     data = load_emails(str(path))
     assert data.split_kind == "stratified" and data.unique_tags == ["mobil", "regning", "tv"]
     assert sum(len(v) for v in data.splits.values()) == 36
@@ -62,21 +71,35 @@ def test_non_utf8_jsonl_bytes_reported(tmp_path):
 
 def test_each_drop_reason_and_nothing_silent():
     df = _frame()
-    extra = pd.DataFrame([
-        {"id": "n1", "subject": "Hej", "body": "Uden kø", "queue": None},
-        {"id": "n2", "subject": "Hej", "body": "Blank kø", "queue": "   "},
-        {"id": "e1", "subject": " ", "body": "\n\t ", "queue": "tv"},
-        {"id": "l1", "subject": "Log", "body": "A" * 5000, "queue": "tv"},
-        {"id": "h1", "subject": "", "body": "<html><body><img src='cid:x'></body></html>", "queue": "tv"},
-        {"id": "q1", "subject": "", "body": "> kun citeret tekst\n> fra før", "queue": "tv"},
-        {"id": "d1", "subject": "Emne tv", "body": "Hej, mail nummer 0 om tv. Kan I hjælpe?", "queue": "tv"},
-        {"id": "c1", "subject": "Emne mobil", "body": "Hej, mail nummer 1 om mobil. Kan I hjælpe?", "queue": "regning"},
-        {"id": "r1", "subject": "Sjælden", "body": "Kun én af denne slags", "queue": "sjælden"},
-    ])
+    extra = pd.DataFrame(
+        [
+            {"id": "n1", "subject": "Hej", "body": "Uden kø", "queue": None},
+            {"id": "n2", "subject": "Hej", "body": "Blank kø", "queue": "   "},
+            {"id": "e1", "subject": " ", "body": "\n\t ", "queue": "tv"},
+            {"id": "l1", "subject": "Log", "body": "A" * 5000, "queue": "tv"},
+            {"id": "h1", "subject": "", "body": "<html><body><img src='cid:x'></body></html>", "queue": "tv"},
+            {"id": "q1", "subject": "", "body": "> kun citeret tekst\n> fra før", "queue": "tv"},
+            {"id": "d1", "subject": "Emne tv", "body": "Hej, mail nummer 0 om tv. Kan I hjælpe?", "queue": "tv"},
+            {
+                "id": "c1",
+                "subject": "Emne mobil",
+                "body": "Hej, mail nummer 1 om mobil. Kan I hjælpe?",
+                "queue": "regning",
+            },
+            {"id": "r1", "subject": "Sjælden", "body": "Kun én af denne slags", "queue": "sjælden"},
+        ]
+    )
     s = load_settings(max_body_chars=1000, min_examples_per_label=5)
     kept, rep = validate_emails(pd.concat([df, extra], ignore_index=True), s)
-    assert rep.dropped == {"missing label": 2, "empty text": 1, "body too long": 1, "empty after cleaning": 2,
-                           "conflicting duplicate": 2, "exact duplicate": 1, "rare label (<5)": 1}
+    assert rep.dropped == {
+        "missing label": 2,
+        "empty text": 1,
+        "body too long": 1,
+        "empty after cleaning": 2,
+        "conflicting duplicate": 2,
+        "exact duplicate": 1,
+        "rare label (<5)": 1,
+    }
     assert rep.rows_in == rep.rows_out + sum(rep.dropped.values())
     assert set(rep.examples["conflicting duplicate"]) == {"mobil-1", "c1"}
     assert "d1" in rep.examples["exact duplicate"] and "tv-0" in set(kept.id)

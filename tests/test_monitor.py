@@ -1,5 +1,6 @@
 """Production scoring from the prediction log: hand-computed scores on SQLite, PostgreSQL and MariaDB, and the loop a
 new user runs: serve -> emailrouter simulate -> feedback -> emailrouter monitor (and its Prometheus file)."""
+
 import os
 import subprocess
 import sys
@@ -9,26 +10,33 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import server_database
 
 from emailrouter.monitor import estimate_accuracy, period_scores, queue_scores
 from emailrouter.predlog import FeedbackRow, PredictionLog, log_engine, prediction_row, read_log
 from emailrouter.testing import serve_process
 
-from conftest import server_database
-
 T0 = datetime(2026, 3, 2, 9)
 # (id, day, predicted, score, routed automatically, agents' queue or None)
-MAILS = [("a", 0, "regning", 0.9, True, "regning"), ("b", 0, "mobil", 0.5, False, "regning"), ("c", 0, "regning", 0.7, True, None),
-         ("d", 1, "mobil", 0.8, True, "mobil"), ("e", 1, "mobil", 0.6, False, None), ("f", 1, "regning", 0.9, True, "mobil")]
+MAILS = [
+    ("a", 0, "regning", 0.9, True, "regning"),
+    ("b", 0, "mobil", 0.5, False, "regning"),
+    ("c", 0, "regning", 0.7, True, None),
+    ("d", 1, "mobil", 0.8, True, "mobil"),
+    ("e", 1, "mobil", 0.6, False, None),
+    ("f", 1, "regning", 0.9, True, "mobil"),
+]
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def log_url(request, tmp_path):
-    if request.param == "sqlite": return f"sqlite:///{tmp_path / 'log.db'}"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
     url = server_database(request.getfixturevalue(f"{request.param}_engine"), "emailrouter_monitor")
     e = sa.create_engine(url)
     with e.begin() as c:
-        for t in ("er_shadow", "er_feedback", "er_predictions", "er_queue_sets", "alembic_version"): c.execute(sa.text(f"drop table if exists {t}"))
+        for t in ("er_shadow", "er_feedback", "er_predictions", "er_queue_sets", "alembic_version"):
+            c.execute(sa.text(f"drop table if exists {t}"))
     e.dispose()
     return url
 
@@ -37,26 +45,51 @@ def test_scores_from_the_database_match_hand_computed(log_url):
     plog = PredictionLog(log_url, flush_seconds=0.05).start()
     rows = []
     for rid, day, q, score, auto, _ in MAILS:
-        ans = {"queue": q, "score": score, "route": q if auto else "manuel_behandling", "top_k": [{"queue": q, "score": score}]}
-        rows.append({**prediction_row(rid, f"mail {rid} æøå", ans, "emailrouter", str(day + 1), 5.0), "created_at": T0 + timedelta(days=day)})
+        ans = {
+            "queue": q,
+            "score": score,
+            "route": q if auto else "manuel_behandling",
+            "top_k": [{"queue": q, "score": score}],
+        }
+        rows.append(
+            {
+                **prediction_row(rid, f"mail {rid} æøå", ans, "emailrouter", str(day + 1), 5.0),
+                "created_at": T0 + timedelta(days=day),
+            }
+        )
     plog.put(rows)
     assert plog.flush(30)
     plog.stop()
     engine = log_engine(log_url)
     with engine.begin() as c:
         for rid, day, *_, true in MAILS:
-            if true: c.execute(FeedbackRow.__table__.insert(), {"request_id": rid, "true_queue": true, "source": "agent",
-                                                                "created_at": T0 + timedelta(days=day, hours=2)})
+            if true:
+                c.execute(
+                    FeedbackRow.__table__.insert(),
+                    {
+                        "request_id": rid,
+                        "true_queue": true,
+                        "source": "agent",
+                        "created_at": T0 + timedelta(days=day, hours=2),
+                    },
+                )
     df = read_log(engine)
     engine.dispose()
     ps = period_scores(df)
-    # day 1: a right (auto), b wrong (review) -> accuracy 1/2, auto 1/1, review 1/3, coverage 2/3, estimate (0.9+0.5+0.7)/3
+    # day 1: a right (auto), b wrong (review) -> accuracy 1/2, auto 1/1, review 1/3, coverage 2/3, estimate
+    # (0.9+0.5+0.7)/3
     # day 2: d right (auto), f wrong (auto) -> accuracy 1/2, auto 1/2, review 1/3, coverage 2/3
     assert ps["mails"].tolist() == [3, 3] and ps["with_feedback"].tolist() == [2, 2]
-    assert ps["accuracy"].tolist() == pytest.approx([0.5, 0.5]) and ps["auto_accuracy"].tolist() == pytest.approx([1.0, 0.5])
-    assert ps["review_share"].tolist() == pytest.approx([1 / 3, 1 / 3]) and ps["coverage"].tolist() == pytest.approx([2 / 3, 2 / 3])
-    assert ps["estimated_accuracy"].iloc[0] == pytest.approx(0.7) and ps["feedback_delay_h"].tolist() == pytest.approx([2.0, 2.0])
-    qs = queue_scores(df)                      # a R, b R->mobil, d M, f M->regning: regning P 1/2 R 1/2, mobil P 1/2 R 1/2
+    assert ps["accuracy"].tolist() == pytest.approx([0.5, 0.5]) and ps["auto_accuracy"].tolist() == pytest.approx(
+        [1.0, 0.5]
+    )
+    assert ps["review_share"].tolist() == pytest.approx([1 / 3, 1 / 3]) and ps["coverage"].tolist() == pytest.approx(
+        [2 / 3, 2 / 3]
+    )
+    assert ps["estimated_accuracy"].iloc[0] == pytest.approx(0.7) and ps["feedback_delay_h"].tolist() == pytest.approx(
+        [2.0, 2.0]
+    )
+    qs = queue_scores(df)  # a R, b R->mobil, d M, f M->regning: regning P 1/2 R 1/2, mobil P 1/2 R 1/2
     assert qs.loc["regning", ["precision", "recall"]].tolist() == pytest.approx([0.5, 0.5])
     assert qs.loc["mobil", ["precision", "recall"]].tolist() == pytest.approx([0.5, 0.5])
     by_version = period_scores(df, by="model_version")
@@ -69,25 +102,58 @@ EXE = [str(Path(sys.executable).with_name("emailrouter"))]
 
 
 def _cli(*args, env=None):
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
 def test_serve_simulate_feedback_monitor(tiny_model, tmp_path):
     "What the README tells a new user to run, on the embedded defaults: the answers and the feedback end up scored."
     log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
-    env = {"EMAILROUTER_MODEL_URI": str(tiny_model.model_dir), "EMAILROUTER_LOG_URL": log_url, "EMAILROUTER_LOG_FLUSH_SECONDS": "0.1",
-           "EMAILROUTER_API_KEY": "k-123", "EMAILROUTER_PROGRESS": "false"}
+    env = {
+        "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir),
+        "EMAILROUTER_LOG_URL": log_url,
+        "EMAILROUTER_LOG_FLUSH_SECONDS": "0.1",
+        "EMAILROUTER_API_KEY": "k-123",
+        "EMAILROUTER_PROGRESS": "false",
+    }
     with serve_process([sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", "{port}"], env=env) as url:
-        sim = _cli("simulate", "--url", url, "--n", "80", "--rate", "100", "--feedback", "0.5", "--feedback-delay", "0.5", env=env)
+        sim = _cli(
+            "simulate",
+            "--url",
+            url,
+            "--n",
+            "80",
+            "--rate",
+            "100",
+            "--feedback",
+            "0.5",
+            "--feedback-delay",
+            "0.5",
+            env=env,
+        )
         assert sim.returncode == 0, sim.stdout + sim.stderr
         assert ", 0 errors" in sim.stdout and "sent 80 mails" in sim.stdout
-        no_key = _cli("simulate", "--url", url, "--n", "3", "--rate", "100", env={k: v for k, v in env.items() if k != "EMAILROUTER_API_KEY"})
-        assert no_key.returncode == 1 and "3 errors" in no_key.stdout and "HTTP 401" in no_key.stdout   # the key is required
+        no_key = _cli(
+            "simulate",
+            "--url",
+            url,
+            "--n",
+            "3",
+            "--rate",
+            "100",
+            env={k: v for k, v in env.items() if k != "EMAILROUTER_API_KEY"},
+        )
+        assert (
+            no_key.returncode == 1 and "3 errors" in no_key.stdout and "HTTP 401" in no_key.stdout
+        )  # the key is required
     df = read_log(log_engine(log_url))
     n_fb = int(df["true_queue"].notna().sum())
     routed = int(sim.stdout.split(" routed")[0].rsplit(" ", 1)[1])
-    assert routed >= 75 and len(df) == routed and 20 <= n_fb <= 60 and set(df.loc[df.true_queue.notna(), "true_queue"]) <= set(tiny_model.data.unique_tags)
+    assert (
+        routed >= 75
+        and len(df) == routed
+        and 20 <= n_fb <= 60
+        and set(df.loc[df.true_queue.notna(), "true_queue"]) <= set(tiny_model.data.unique_tags)
+    )
     prom = tmp_path / "textfile" / "emailrouter.prom"
     mon = _cli("monitor", "--freq", "h", "--current-hours", "0.01", "--prom-file", str(prom), env=env)
     assert mon.returncode == 0, mon.stdout + mon.stderr
@@ -101,39 +167,51 @@ def test_serve_simulate_feedback_monitor(tiny_model, tmp_path):
 def test_shadow_challenger_scores_traffic_and_feedback_promotes_it(tiny_model, tmp_path):
     "A @challenger is scored beside the @champion off the request path; feedback that favours it moves @champion."
     import json
+
     from fastapi.testclient import TestClient
     from mlflow import MlflowClient
+
     from emailrouter.core import load_settings
     from emailrouter.model import ROUTER_FILE
     from emailrouter.monitor import promote_on_feedback
     from emailrouter.predlog import read_shadow
-    from emailrouter.tracking import log_training, promote
     from emailrouter.serve import create_app
     from emailrouter.testing import tiny_encoder
+    from emailrouter.tracking import log_training, promote
+
     other = tiny_encoder(tmp_path / "other", "convbert", labels=tiny_model.data.unique_tags, seed=7)
     (other / ROUTER_FILE).write_text(json.dumps({"max_length": 64, "truncation": "head"}))
-    s = load_settings(output_dir=tmp_path / "runs", model_name="shadow-test", log_url=f"sqlite:///{tmp_path / 'log.db'}",
-                      log_flush_seconds=0.05, confidence_threshold=0.0)
-    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s); promote(s)    # v1: champion
-    log_training(other, tiny_model.data, {}, {"test_macro_f1": 0.4}, settings=s)                               # v2: challenger only
+    s = load_settings(
+        output_dir=tmp_path / "runs",
+        model_name="shadow-test",
+        log_url=f"sqlite:///{tmp_path / 'log.db'}",
+        log_flush_seconds=0.05,
+        confidence_threshold=0.0,
+    )
+    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s)
+    promote(s)  # v1: champion
+    log_training(other, tiny_model.data, {}, {"test_macro_f1": 0.4}, settings=s)  # v2: challenger only
     texts = tiny_model.data.frame("test")["text"].tolist()
     assert len(texts) >= 30
     with TestClient(create_app(s)) as c:
         assert c.app.state.shadow.model.version == "2"
         ids = [c.post("/predict", json={"body": t}).json()["request_id"] for t in texts]
         for _ in range(100):
-            if len(read_shadow(log_engine(s.log_url))) == len(ids) and c.app.state.recorder.log.flush(1): break
+            if len(read_shadow(log_engine(s.log_url))) == len(ids) and c.app.state.recorder.log.flush(1):
+                break
         shadow = read_shadow(log_engine(s.log_url)).set_index("request_id")
         assert sorted(shadow.index) == sorted(ids) and set(shadow["model_version"]) == {"2"}
-        for _ in range(100):                                                # counted just after the rows are handed over
-            if f'emailrouter_shadow_total{{outcome="scored"}} {len(ids)}.0' in c.get("/metrics").text: break
+        for _ in range(100):  # counted just after the rows are handed over
+            if f'emailrouter_shadow_total{{outcome="scored"}} {len(ids)}.0' in c.get("/metrics").text:
+                break
             time.sleep(0.05)
-        else: raise AssertionError([l for l in c.get("/metrics").text.splitlines() if "shadow_total" in l])
+        else:
+            raise AssertionError([l for l in c.get("/metrics").text.splitlines() if "shadow_total" in l])
         few = promote_on_feedback(s, min_feedback=10)
         assert not few["promoted"] and "only 0 shadowed mails have feedback" in few["reason"]
-        for i in ids:                                                       # the agents side with the challenger every time
+        for i in ids:  # the agents side with the challenger every time
             assert c.post("/feedback", json={"request_id": i, "true_queue": shadow.loc[i, "queue"]}).status_code == 200
-    strict = promote_on_feedback(s, margin=1.0, min_feedback=30)                # no gain can clear 100 points
+    strict = promote_on_feedback(s, margin=1.0, min_feedback=30)  # no gain can clear 100 points
     assert not strict["promoted"] and "does not clear the margin" in strict["reason"]
     d = promote_on_feedback(s, margin=0.0, min_feedback=30)
     row = d["table"].loc["2"]

@@ -1,5 +1,6 @@
 """The prediction log on SQLite, PostgreSQL and MariaDB: schema, writes, feedback and reading; a database that goes away
 mid-traffic, behind the writer and behind a running server; a server killed with rows still waiting."""
+
 import os
 import signal
 import subprocess
@@ -11,11 +12,10 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import server_database
 
 from emailrouter.predlog import Base, PredictionLog, log_engine, migrate, prediction_row, read_log, record_feedback
 from emailrouter.testing import TcpProxy, free_port
-
-from conftest import server_database
 
 ANSWER = {"queue": "regning", "score": 0.8, "route": "regning", "top_k": [{"queue": "regning", "score": 0.8}]}
 TABLES = ("er_shadow", "er_feedback", "er_predictions", "er_queue_sets", "alembic_version")
@@ -29,22 +29,26 @@ def fresh(url):
     "Drop the log's tables at `url`, so that each test starts from an empty database."
     e = sa.create_engine(url)
     with e.begin() as c:
-        for t in TABLES: c.execute(sa.text(f"drop table if exists {t}"))
+        for t in TABLES:
+            c.execute(sa.text(f"drop table if exists {t}"))
     e.dispose()
     return url
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def log_url(request, tmp_path):
-    if request.param == "sqlite": return f"sqlite:///{tmp_path / 'log.db'}"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
     return fresh(server_database(request.getfixturevalue(f"{request.param}_engine"), "emailrouter_log"))
 
 
 def count(url):
     e = sa.create_engine(url)
     try:
-        with e.connect() as c: return c.execute(sa.text("select count(*) from er_predictions")).scalar()
-    finally: e.dispose()
+        with e.connect() as c:
+            return c.execute(sa.text("select count(*) from er_predictions")).scalar()
+    finally:
+        e.dispose()
 
 
 def test_schema_is_the_models(log_url):
@@ -58,7 +62,7 @@ def test_schema_is_the_models(log_url):
 def test_write_feedback_and_read(log_url):
     plog = PredictionLog(log_url, batch_size=64, flush_seconds=0.05).start()
     plog.put(rows("a", 300))
-    plog.put(rows("a", 4) + rows("b", 2))                 # four ids already logged: refused one by one, the rest kept
+    plog.put(rows("a", 4) + rows("b", 2))  # four ids already logged: refused one by one, the rest kept
     assert plog.flush(30)
     st = plog.stop()
     assert (st["put"], st["written"], st["rejected"], st["dropped"], st["lost"]) == (306, 302, 4, 0, 0)
@@ -66,12 +70,18 @@ def test_write_feedback_and_read(log_url):
     queues = ["regning", "mobil", "opsigelse"]
     assert record_feedback(engine, "a-7", "mobil", "agent", queues)["corrections"] == 1
     assert record_feedback(engine, "a-7", "opsigelse", "supervisor", queues)["corrections"] == 2
-    with pytest.raises(ValueError, match="no prediction with request_id 'x'"): record_feedback(engine, "x", "mobil", "agent", queues)
-    with pytest.raises(ValueError, match="unknown queue 'flyt'"): record_feedback(engine, "a-7", "flyt", "agent", queues)
+    with pytest.raises(ValueError, match="no prediction with request_id 'x'"):
+        record_feedback(engine, "x", "mobil", "agent", queues)
+    with pytest.raises(ValueError, match="unknown queue 'flyt'"):
+        record_feedback(engine, "a-7", "flyt", "agent", queues)
     df = read_log(engine, with_text=True).set_index("request_id")
     assert len(df) == 302 and df["true_queue"].notna().sum() == 1
-    assert (df.loc["a-7", "true_queue"], df.loc["a-7", "feedback_source"], df.loc["a-7", "corrections"]) == ("opsigelse", "supervisor", 2)
-    assert df.loc["b-1", "text"] == "Min regning på 499 kr er for høj, [NAVN] æøå 🙂"      # Danish letters and emoji intact
+    assert (df.loc["a-7", "true_queue"], df.loc["a-7", "feedback_source"], df.loc["a-7", "corrections"]) == (
+        "opsigelse",
+        "supervisor",
+        2,
+    )
+    assert df.loc["b-1", "text"] == "Min regning på 499 kr er for høj, [NAVN] æøå 🙂"  # Danish letters and emoji intact
     assert len(read_log(engine, model_version="2")) == 0
     engine.dispose()
 
@@ -85,46 +95,65 @@ def test_outage_rows_wait_overflow_is_counted_and_writing_resumes(server, reques
     try:
         plog.put(rows("up", 100))
         assert plog.flush(30) and plog.stats["written"] == 100
-        proxy.stop()                                         # the server goes away mid-traffic
-        for i in range(6): plog.put(rows(f"down{i}", 50)); time.sleep(0.05)
+        proxy.stop()  # the server goes away mid-traffic
+        for i in range(6):
+            plog.put(rows(f"down{i}", 50))
+            time.sleep(0.05)
         time.sleep(1)
         st = dict(plog.stats)
-        assert st["written"] == 100 and st["write_errors"] >= 1 and st["dropped"] > 0    # the queue (200) and one batch held
+        assert (
+            st["written"] == 100 and st["write_errors"] >= 1 and st["dropped"] > 0
+        )  # the queue (200) and one batch held
         assert st["put"] == st["written"] + st["dropped"] + st["rejected"] + plog.pending == 400
-        proxy.start()                                        # and comes back: the writer catches up by itself
+        proxy.start()  # and comes back: the writer catches up by itself
         assert plog.flush(60)
     finally:
-        st = plog.stop(); proxy.stop()
+        st = plog.stop()
+        proxy.stop()
     assert st["lost"] == st["rejected"] == 0
     assert count(url) == st["written"] == 400 - st["dropped"]
 
 
 def _server(model_dir, log_url, port):
-    env = {**os.environ, "EMAILROUTER_MODEL_URI": str(model_dir), "EMAILROUTER_LOG_URL": log_url,
-           "EMAILROUTER_LOG_FLUSH_SECONDS": "0.1", "EMAILROUTER_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", str(port), "--host", "127.0.0.1"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "EMAILROUTER_MODEL_URI": str(model_dir),
+        "EMAILROUTER_LOG_URL": log_url,
+        "EMAILROUTER_LOG_FLUSH_SECONDS": "0.1",
+        "EMAILROUTER_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         try:
-            if httpx.get(base + "/ready", timeout=2).status_code == 200: return proc, base
-        except httpx.HTTPError: pass
+            if httpx.get(base + "/ready", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
         assert time.monotonic() < deadline, "server not ready in 120 s"
         time.sleep(0.3)
 
 
 def _metric(base, line_start):
     for line in httpx.get(base + "/metrics").text.splitlines():
-        if line.startswith(line_start): return float(line.rsplit(" ", 1)[1])
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
 def _wait(pred, timeout=30):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if pred(): return True
+        if pred():
+            return True
         time.sleep(0.1)
     return False
 
@@ -140,28 +169,36 @@ def test_server_predicts_through_an_outage_and_a_kill_loses_only_its_queue(tiny_
     try:
         codes = [httpx.post(base + "/predict", json=mail).status_code for _ in range(20)]
         assert codes == [200] * 20 and _wait(lambda: _metric(base, written) == 20)
-        proxy.stop()                                              # the database goes away
+        proxy.stop()  # the database goes away
         answers = [httpx.post(base + "/predict", json=mail) for _ in range(30)]
-        assert [a.status_code for a in answers] == [200] * 30     # predictions do not notice
-        fb = httpx.post(base + "/feedback", json={"request_id": answers[0].json()["request_id"], "true_queue": "regning"})
+        assert [a.status_code for a in answers] == [200] * 30  # predictions do not notice
+        fb = httpx.post(
+            base + "/feedback", json={"request_id": answers[0].json()["request_id"], "true_queue": "regning"}
+        )
         assert fb.status_code == 503 and "feedback store unavailable" in fb.json()["error"]
         assert _wait(lambda: _metric(base, "emailrouter_log_pending") == 30) and _metric(base, written) == 20
-        proxy.start()                                             # it comes back
+        proxy.start()  # it comes back
         assert _wait(lambda: _metric(base, written) == 50, 60)
-        ok = httpx.post(base + "/feedback", json={"request_id": answers[0].json()["request_id"], "true_queue": "regning"})
+        ok = httpx.post(
+            base + "/feedback", json={"request_id": answers[0].json()["request_id"], "true_queue": "regning"}
+        )
         assert ok.status_code == 200
-        proxy.stop()                                              # down again, and the server is killed with rows waiting
+        proxy.stop()  # down again, and the server is killed with rows waiting
         assert all(httpx.post(base + "/predict", json=mail).status_code == 200 for _ in range(25))
         assert _wait(lambda: _metric(base, "emailrouter_log_pending") == 25)
-        proc.send_signal(signal.SIGKILL); proc.wait(30)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
     finally:
-        if proc.poll() is None: proc.kill(); proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         proxy.stop()
-    assert count(url) == 50                                       # the 25 waiting rows are the loss, and all of it
+    assert count(url) == 50  # the 25 waiting rows are the loss, and all of it
 
 
 def test_sqlite_full_disk_rows_wait_and_are_written_when_there_is_room(tmp_path):
-    "SQLite's 'database or disk is full' (a page limit stands in for the full disk): nothing is lost, nothing corrupted."
+    """SQLite's 'database or disk is full' (a page limit stands in for the full disk): nothing is lost, nothing
+    corrupted."""
     url = f"sqlite:///{tmp_path / 'log.db'}"
     plog = PredictionLog(url, batch_size=50, flush_seconds=0.05)
     plog._connect()
@@ -171,28 +208,33 @@ def test_sqlite_full_disk_rows_wait_and_are_written_when_there_is_room(tmp_path)
     def _limit(dbapi_conn, record, proxy):
         cur = dbapi_conn.cursor()
         pages = cap["pages"] or 1073741823
-        cur.execute(f"PRAGMA max_page_count = {pages}"); cur.close()
+        cur.execute(f"PRAGMA max_page_count = {pages}")
+        cur.close()
 
     plog.start()
     plog.put(rows("before", 50))
     assert plog.flush(30)
-    with plog.engine.connect() as c: cap["pages"] = c.exec_driver_sql("PRAGMA page_count").scalar()
-    plog.engine.dispose()                                    # new connections get the limit: the disk is full
+    with plog.engine.connect() as c:
+        cap["pages"] = c.exec_driver_sql("PRAGMA page_count").scalar()
+    plog.engine.dispose()  # new connections get the limit: the disk is full
     plog.put(rows("full", 200, text="Lang mail om en regning, " * 200))
     time.sleep(1.5)
     assert plog.stats["written"] == 50 and plog.stats["write_errors"] >= 1 and plog.pending == 200
-    cap["pages"] = None; plog.engine.dispose()               # space again
+    cap["pages"] = None
+    plog.engine.dispose()  # space again
     assert plog.flush(60)
     st = plog.stop()
     assert (st["written"], st["lost"], st["rejected"]) == (250, 0, 0) and count(url) == 250
     e = sa.create_engine(url)
-    with e.connect() as c: assert c.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    with e.connect() as c:
+        assert c.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     e.dispose()
 
 
 def test_request_ids_differing_in_case_are_different_answers(log_url):
     "MariaDB compares text without case by default; the log's request ids compare by their bytes on every database."
     from emailrouter.predlog import logged_request_ids
+
     plog = PredictionLog(log_url, flush_seconds=0.05).start()
     plog.put([prediction_row(rid, "x", ANSWER, "emailrouter", "1", 1.0) for rid in ("Case-q1", "case-q1", "CASE-q1")])
     assert plog.flush(30)
@@ -207,11 +249,15 @@ def test_request_ids_differing_in_case_are_different_answers(log_url):
 
 
 def test_a_deleted_sqlite_log_is_created_anew_not_written_into_the_void(tmp_path):
-    "Deleting the log's file while a server writes to it (`make clean`) must not send the next rows to an unlinked file."
+    """Deleting the log's file while a server writes to it (`make clean`) must not send the next rows to an unlinked
+    file."""
     path = tmp_path / "log.db"
     plog = PredictionLog(f"sqlite:///{path}", flush_seconds=0.05).start()
-    plog.put(rows("before", 3)); assert plog.flush(30)
-    for f in tmp_path.glob("log.db*"): f.unlink()
-    plog.put(rows("after", 4)); assert plog.flush(30)
+    plog.put(rows("before", 3))
+    assert plog.flush(30)
+    for f in tmp_path.glob("log.db*"):
+        f.unlink()
+    plog.put(rows("after", 4))
+    assert plog.flush(30)
     plog.stop()
     assert count(f"sqlite:///{path}") == 4

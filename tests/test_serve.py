@@ -1,4 +1,6 @@
-"""The routing API against a tiny real model: every endpoint, every bad input, auth, reload, offline docs, a real process."""
+"""The routing API against a tiny real model: every endpoint, every bad input, auth, reload, offline docs, a real
+process."""
+
 import json
 import logging
 import os
@@ -8,14 +10,20 @@ import sys
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from emailrouter.core import load_settings
 from emailrouter.serve import create_app
 from emailrouter.testing import serve_process
 
 KEY = {"X-API-Key": "s3cret-key"}
-MAIL = {"id": "a-1", "subject": "Flytning", "body": "Hej, jeg flytter den 1. maj til Vestergade 3, 8000 Aarhus C og vil tage mit bredbånd med."}
+MAIL = {
+    "id": "a-1",
+    "subject": "Flytning",
+    "body": "Hej, jeg flytter den 1. maj til Vestergade 3, 8000 Aarhus C og vil tage mit bredbånd med.",
+}
 
 
 def client_for(model_dir, **kw):
@@ -42,8 +50,10 @@ def test_predict_contract(client, tiny_model):
 
 
 def test_same_answer_as_the_router(client, tiny_model):
-    "The server answers what the router answers with the backend the server picked (its ONNX export: int8 sums differ by CPU)."
+    """The server answers what the router answers with the backend the server picked (its ONNX export: int8 sums
+    differ by CPU)."""
     from emailrouter.model import EmailRouter
+
     assert client.get("/model").json()["backend"] == "onnx"
     want = EmailRouter(tiny_model.model_dir, backend="onnx").route([MAIL])[0]
     got = client.post("/predict", json=MAIL).json()
@@ -61,7 +71,9 @@ def test_threshold_routes_to_manual_review(tiny_model):
 def test_the_models_own_thresholds_route(tiny_model, tmp_path):
     "Thresholds stored with the model decide the route per predicted queue; the setting overrides them when given."
     import shutil
+
     from emailrouter.model import ROUTER_FILE, EmailRouter
+
     model = tmp_path / "m"
     shutil.copytree(tiny_model.model_dir, model)
     queue = EmailRouter(model).route([MAIL])[0]["queue"]
@@ -70,18 +82,24 @@ def test_the_models_own_thresholds_route(tiny_model, tmp_path):
     (model / ROUTER_FILE).write_text(json.dumps(meta))
     with client_for(model) as c:
         p = c.post("/predict", json=MAIL).json()
-        assert p["queue"] == queue and p["route"] == "manuel_behandling"      # its queue's threshold is 1.0
-        assert c.get("/model").json()["thresholds"]["per_queue"] == {queue: 1.0} and c.get("/model").json()["temperature"] == 0.5
+        assert p["queue"] == queue and p["route"] == "manuel_behandling"  # its queue's threshold is 1.0
+        assert (
+            c.get("/model").json()["thresholds"]["per_queue"] == {queue: 1.0}
+            and c.get("/model").json()["temperature"] == 0.5
+        )
     with client_for(model, confidence_threshold=0.0) as c:
-        assert c.post("/predict", json=MAIL).json()["route"] == queue         # one number for all queues, set by the operator
+        assert c.post("/predict", json=MAIL).json()["route"] == queue  # one number for all queues, set by the operator
     sharper = EmailRouter(model).route([MAIL])[0]["score"]
-    assert sharper > EmailRouter(tiny_model.model_dir).route([MAIL])[0]["score"]   # temperature 0.5 sharpens the scores
+    assert sharper > EmailRouter(tiny_model.model_dir).route([MAIL])[0]["score"]  # temperature 0.5 sharpens the scores
 
 
 def test_backend_auto_serves_the_gated_export_or_falls_back(tiny_model, tmp_path, caplog):
-    "auto serves the ONNX variant the export gate kept; with the export refused it serves PyTorch and logs why; onnx refuses."
+    """auto serves the ONNX variant the export gate kept; with the export refused it serves PyTorch and logs why;
+    onnx refuses."""
     import shutil
+
     from emailrouter.model import ONNX_DIR, PARITY_FILE
+
     model = tmp_path / "m"
     shutil.copytree(tiny_model.model_dir, model)
     kept = json.loads((model / ONNX_DIR / PARITY_FILE).read_text())["variant"]
@@ -95,11 +113,17 @@ def test_backend_auto_serves_the_gated_export_or_falls_back(tiny_model, tmp_path
         assert (info["backend"], info["variant"]) == ("torch", "torch")
         assert c.post("/predict", json=MAIL).status_code == 200
     assert any("serving with PyTorch" in r.getMessage() and "agreement 0.9" in r.getMessage() for r in caplog.records)
-    with pytest.raises(Exception, match="the export was refused"), client_for(model, serve_backend="onnx"): pass
+    with pytest.raises(Exception, match="the export was refused"), client_for(model, serve_backend="onnx"):
+        pass
 
 
 def test_batch_in_order(client):
-    mails = [{"id": str(i), "body": b} for i, b in enumerate(["Min regning er for høj", "Tv-boksen virker ikke", "Jeg vil opsige", "Router blinker rødt"])]
+    mails = [
+        {"id": str(i), "body": b}
+        for i, b in enumerate(
+            ["Min regning er for høj", "Tv-boksen virker ikke", "Jeg vil opsige", "Router blinker rødt"]
+        )
+    ]
     r = client.post("/predict/batch", json={"emails": mails})
     assert r.status_code == 200
     assert [p["id"] for p in r.json()["predictions"]] == ["0", "1", "2", "3"]
@@ -107,21 +131,24 @@ def test_batch_in_order(client):
     assert [p["queue"] for p in r.json()["predictions"]] == single
 
 
-@pytest.mark.parametrize("payload,status,words", [
-    ({}, 422, "body"),
-    ({"subject": "Hej"}, 422, "body"),
-    ({"body": 123}, 422, "body"),
-    ({"body": None}, 422, "body"),
-    ({"body": ["a"]}, 422, "body"),
-    ({"body": ""}, 422, "empty or only whitespace"),
-    ({"body": " \n\t "}, 422, "empty or only whitespace"),
-    ({"body": "<html><body><img src='cid:1'></body></html>"}, 422, "no text once HTML"),
-    ({"body": "<div><br></div>"}, 422, "no text once HTML"),
-    ({"body": "> kun citat\n> fra tidligere"}, 422, "no text once"),
-    ({"body": "Hej", "unknown": 1}, 422, "unknown"),
-    ({"body": "Hej", "language": "not a language"}, 422, "language"),
-    ({"body": "x" * 70_000}, 413, "MAX_BODY_BYTES"),
-])
+@pytest.mark.parametrize(
+    "payload,status,words",
+    [
+        ({}, 422, "body"),
+        ({"subject": "Hej"}, 422, "body"),
+        ({"body": 123}, 422, "body"),
+        ({"body": None}, 422, "body"),
+        ({"body": ["a"]}, 422, "body"),
+        ({"body": ""}, 422, "empty or only whitespace"),
+        ({"body": " \n\t "}, 422, "empty or only whitespace"),
+        ({"body": "<html><body><img src='cid:1'></body></html>"}, 422, "no text once HTML"),
+        ({"body": "<div><br></div>"}, 422, "no text once HTML"),
+        ({"body": "> kun citat\n> fra tidligere"}, 422, "no text once"),
+        ({"body": "Hej", "unknown": 1}, 422, "unknown"),
+        ({"body": "Hej", "language": "not a language"}, 422, "language"),
+        ({"body": "x" * 70_000}, 413, "MAX_BODY_BYTES"),
+    ],
+)
 def test_bad_input_is_4xx_with_a_reason(client, payload, status, words):
     r = client.post("/predict", json=payload)
     assert r.status_code == status, r.text
@@ -130,16 +157,24 @@ def test_bad_input_is_4xx_with_a_reason(client, payload, status, words):
 
 
 def test_streamed_body_over_the_limit_and_an_unexpected_error(tiny_model):
-    "A body sent in chunks without a length is still cut at the limit; a failure inside gives a JSON 500 naming the request."
+    """A body sent in chunks without a length is still cut at the limit; a failure inside gives a JSON 500 naming the
+    request."""
     with client_for(tiny_model.model_dir) as c:
         r = c.post("/predict", content=(b"x" * 10_000 for _ in range(20)), headers={"content-type": "application/json"})
         assert r.status_code == 413 and "over" in r.json()["error"]
-        def boom(texts): raise RuntimeError("model failed on secret text")
+
+        def boom(texts):
+            raise RuntimeError("model failed on secret text")
+
         c.app.state.holder.model.router.score = boom
         r = c.post("/predict", json=MAIL, headers={"X-Request-ID": "req-7"})
-        assert r.status_code == 500 and r.json()["detail"] == {"request_id": "req-7"} and r.headers["x-request-id"] == "req-7"
+        assert (
+            r.status_code == 500
+            and r.json()["detail"] == {"request_id": "req-7"}
+            and r.headers["x-request-id"] == "req-7"
+        )
         assert "secret" not in r.text
-        assert c.get("/health").status_code == 200                                  # the server goes on
+        assert c.get("/health").status_code == 200  # the server goes on
 
 
 def test_raw_bad_bodies(client):
@@ -152,7 +187,7 @@ def test_raw_bad_bodies(client):
 
 
 def test_overlong_text_is_truncated_not_refused(client):
-    body = "Jeg flytter og har mange spørgsmål. " * 1500   # ~54 kB, far beyond 64 tokens
+    body = "Jeg flytter og har mange spørgsmål. " * 1500  # ~54 kB, far beyond 64 tokens
     assert client.post("/predict", json={"body": body}).status_code == 200
 
 
@@ -202,7 +237,9 @@ def test_health_ready_model_metrics(client, tiny_model):
 def test_docs_and_openapi(client):
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics", "/admin/reload"} <= set(spec["paths"])
+    assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics", "/admin/reload"} <= set(
+        spec["paths"]
+    )
 
 
 def test_logs_have_request_id_and_no_text(client, caplog):
@@ -210,19 +247,27 @@ def test_logs_have_request_id_and_no_text(client, caplog):
     with caplog.at_level(logging.INFO, logger="emailrouter"):
         client.post("/predict", json={"body": secret_body, "language": "da"}, headers={"X-Request-ID": "req-42"})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "emailrouter.serve.access"]
-    assert lines and lines[-1]["request_id"] == "req-42" and lines[-1]["status"] == 200 and lines[-1]["languages"] == ["da"]
+    assert (
+        lines
+        and lines[-1]["request_id"] == "req-42"
+        and lines[-1]["status"] == 200
+        and lines[-1]["languages"] == ["da"]
+    )
     assert "010203" not in caplog.text and "Hemmelig" not in caplog.text
 
 
 def test_registry_alias_and_hot_reload(tiny_model, tmp_path):
     "Serve models:/name@champion from a real MLflow registry; promote a new version; reload swaps it in."
     from emailrouter.tracking import log_training, promote
+
     s = load_settings(output_dir=tmp_path / "runs", model_name="api-test")
-    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s); promote(s)
+    log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.5}, settings=s)
+    promote(s)
     with TestClient(create_app(s)) as c:
         assert c.get("/model").json()["version"] == "1" and c.get("/model").json()["alias"] == "champion"
         assert c.get("/model").json()["metrics"]["test_macro_f1"] == 0.5
-        log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.6}, settings=s); promote(s)
+        log_training(tiny_model.model_dir, tiny_model.data, {}, {"test_macro_f1": 0.6}, settings=s)
+        promote(s)
         r = c.post("/admin/reload")
         assert r.status_code == 200 and r.json()["version"] == "2" and r.json()["previous_version"] == "1"
         assert c.post("/predict", json=MAIL).json()["model"]["version"] == "2"
@@ -230,6 +275,7 @@ def test_registry_alias_and_hot_reload(tiny_model, tmp_path):
 
 def test_reload_failure_keeps_serving(tiny_model, tmp_path):
     import shutil
+
     model = tmp_path / "m"
     shutil.copytree(tiny_model.model_dir, model)
     with client_for(model) as c:
@@ -240,9 +286,19 @@ def test_reload_failure_keeps_serving(tiny_model, tmp_path):
 
 
 def test_missing_model_exits_with_one_line(tmp_path):
-    env = {**os.environ, "EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": "models:/nothing-here@champion"}
-    p = subprocess.run([sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", "0"], capture_output=True,
-                       text=True, env=env, timeout=120, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "EMAILROUTER_OUTPUT_DIR": str(tmp_path),
+        "EMAILROUTER_MODEL_URI": "models:/nothing-here@champion",
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert p.returncode != 0
     assert "models:/nothing-here@champion" in p.stderr and "emailrouter train --demo" in p.stderr
     assert "Traceback" not in p.stderr
@@ -254,8 +310,14 @@ def test_cli_serve_with_two_workers(tiny_model, tmp_path):
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir)}
     with serve_process([emailrouter, "serve", "--workers", "2", "--port", "{port}"], env=env, cwd=tmp_path) as url:
         assert httpx.post(url + "/predict", json=MAIL, timeout=30).status_code == 200
-    p = subprocess.run([emailrouter, "serve", "--workers", "2", "--model", str(tmp_path / "none")], capture_output=True,
-                       text=True, env={**os.environ, **env}, timeout=120, cwd=tmp_path)
+    p = subprocess.run(
+        [emailrouter, "serve", "--workers", "2", "--model", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert p.returncode == 2 and "no model folder" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -270,20 +332,26 @@ def test_uvicorn_serves_docs_and_predictions(tiny_model, tmp_path):
 
 def test_server_process_imports_no_training_stack():
     "The API server needs inference and the registry, not the Trainer, scikit-learn, datasets or plotting."
-    code = ("import sys, emailrouter.serve; print(sorted(m for m in ('emailrouter.train', 'emailrouter.data', 'sklearn', "
-            "'datasets', 'matplotlib', 'emailrouter.explore', 'emailrouter.metrics') if m in sys.modules))")
+    code = (
+        "import sys, emailrouter.serve; print(sorted(m for m in ('emailrouter.train', 'emailrouter.data', 'sklearn', "
+        "'datasets', 'matplotlib', 'emailrouter.explore', 'emailrouter.metrics') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 # --- text that is not valid Unicode, on every text field and route ---
 
-@pytest.mark.parametrize("raw,field", [
-    (b'{"body": "\\ud800 hej"}', "body"),
-    (b'{"body": "hej", "subject": "\\udfff"}', "subject"),
-    (b'{"body": "hej", "id": "a\\udbff"}', "id"),
-    (b'{"body": "hej \\ud83d"}', "body"),                                # half an emoji
-])
+
+@pytest.mark.parametrize(
+    "raw,field",
+    [
+        (b'{"body": "\\ud800 hej"}', "body"),
+        (b'{"body": "hej", "subject": "\\udfff"}', "subject"),
+        (b'{"body": "hej", "id": "a\\udbff"}', "id"),
+        (b'{"body": "hej \\ud83d"}', "body"),  # half an emoji
+    ],
+)
 def test_lone_surrogates_are_a_clear_422(client, raw, field):
     r = client.post("/predict", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
@@ -291,16 +359,25 @@ def test_lone_surrogates_are_a_clear_422(client, raw, field):
 
 
 def test_lone_surrogates_in_batches_and_keys(client):
-    r = client.post("/predict/batch", content=b'{"emails": [{"body": "ok"}, {"body": "\\ud800"}]}',
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/predict/batch",
+        content=b'{"emails": [{"body": "ok"}, {"body": "\\ud800"}]}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "emails.1.body"
     r = client.post("/predict", content=b'{"body": "ok", "\\ud800": 1}', headers={"content-type": "application/json"})
-    assert r.status_code == 422 and "unicode" in r.json()["detail"][0]["problem"]  # a surrogate in a key: the parser refuses it
+    assert (
+        r.status_code == 422 and "unicode" in r.json()["detail"][0]["problem"]
+    )  # a surrogate in a key: the parser refuses it
 
 
 def test_a_real_emoji_pair_is_fine(client):
-    assert client.post("/predict", content=b'{"body": "Min regning \\ud83d\\ude00"}',
-                       headers={"content-type": "application/json"}).status_code == 200
+    assert (
+        client.post(
+            "/predict", content=b'{"body": "Min regning \\ud83d\\ude00"}', headers={"content-type": "application/json"}
+        ).status_code
+        == 200
+    )
 
 
 def test_control_characters_are_cleaned_not_fatal(client):
@@ -325,12 +402,16 @@ def test_any_json_string_gets_an_answer_not_a_500(client, text, field):
 
 # --- API docs without internet ---
 
+
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_use_only_local_assets(client, page):
     import re
+
     html = client.get(page)
     assert html.status_code == 200
-    assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', html.text) + re.findall(r"url: *['\"]([^'\"]+)['\"]", html.text)
+    assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', html.text) + re.findall(
+        r"url: *['\"]([^'\"]+)['\"]", html.text
+    )
     assert assets and not [a for a in assets if "://" in a or a.startswith("//")], assets
     for a in assets:
         assert client.get(a).status_code == 200, a

@@ -1,9 +1,8 @@
 """Settings from the environment and .env: errors name the variable, secrets stay secret."""
-import logging
 
 import pytest
 
-from emailrouter.core import Settings, SettingsError, load_settings
+from emailrouter.core import SettingsError, load_settings
 
 
 def test_dotenv_file_is_read(tmp_path, monkeypatch):
@@ -20,9 +19,17 @@ def test_environment_beats_dotenv(tmp_path, monkeypatch):
     assert load_settings().seed == 7
 
 
-@pytest.mark.parametrize("var,value", [("EMAILROUTER_MAX_LENGTH", "8"), ("EMAILROUTER_N_TRIALS", "0"),
-                                       ("EMAILROUTER_TEST_SIZE", "-1"), ("EMAILROUTER_LOG_LEVEL", "chatty"),
-                                       ("N_TRIALS", "many"), ("EMAILROUTER_MIN_EXAMPLES_PER_LABEL", "1")])
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("EMAILROUTER_MAX_LENGTH", "8"),
+        ("EMAILROUTER_N_TRIALS", "0"),
+        ("EMAILROUTER_TEST_SIZE", "-1"),
+        ("EMAILROUTER_LOG_LEVEL", "chatty"),
+        ("N_TRIALS", "many"),
+        ("EMAILROUTER_MIN_EXAMPLES_PER_LABEL", "1"),
+    ],
+)
 def test_invalid_values_name_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(SettingsError) as e:

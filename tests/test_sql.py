@@ -1,4 +1,5 @@
 """The SQL loader against real MariaDB and PostgreSQL servers, and an SQLite file."""
+
 import logging
 
 import pandas as pd
@@ -8,14 +9,18 @@ import sqlalchemy as sa
 from emailrouter.core import load_settings
 from emailrouter.data import DataError, load_emails, read_source
 
-ROWS = pd.DataFrame({
-    "id": [f"m{i}" for i in range(60)],
-    "subject": ["Regning", "Internet nede", "Flytning"] * 20,
-    "body": [f"Min {w} nr. {i} har et problem, hjælp mig venligst" for i, w in
-             zip(range(60), ["faktura", "router", "adresse"] * 20)],
-    "queue": ["regning", "teknisk", "flytning"] * 20,
-    "received_at": pd.date_range("2025-01-01", periods=60, freq="D"),
-})
+ROWS = pd.DataFrame(
+    {
+        "id": [f"m{i}" for i in range(60)],
+        "subject": ["Regning", "Internet nede", "Flytning"] * 20,
+        "body": [
+            f"Min {w} nr. {i} har et problem, hjælp mig venligst"
+            for i, w in zip(range(60), ["faktura", "router", "adresse"] * 20)
+        ],
+        "queue": ["regning", "teknisk", "flytning"] * 20,
+        "received_at": pd.date_range("2025-01-01", periods=60, freq="D"),
+    }
+)
 
 
 def _roundtrip(engine, table_name):
@@ -59,7 +64,9 @@ def test_missing_table_names_table_not_password(mysql_engine, caplog):
 
 def test_wrong_password_is_not_echoed(postgres_engine):
     # a trust-auth server accepts any password: use an unknown database to provoke a server error instead
-    url = postgres_engine.url.set(database="no_such_db_xyz", password="hunter2-secret").render_as_string(hide_password=False)
+    url = postgres_engine.url.set(database="no_such_db_xyz", password="hunter2-secret").render_as_string(
+        hide_password=False
+    )
     with pytest.raises(DataError) as e:
         read_source(url, query="mails")
     assert "hunter2-secret" not in str(e.value) and "no_such_db_xyz" in str(e.value)

@@ -28,53 +28,83 @@ from ..registry import LoadedModel, ModelNotFound, load_model
 from .http import ReadTimeoutProtocol, guard, problem
 from .inference import Cleaner, ModelHolder, QueueFull
 from .recording import Metrics, Recorder, Shadow
-from .schemas import (BatchIn, BatchInLax, BatchOut, Email, EmailLax, FeedbackIn, FeedbackOut, ModelRef,
-                                       Prediction, Problem)
+from emailrouter.serve.schemas import (
+    BatchIn,
+    BatchInLax,
+    BatchOut,
+    Email,
+    EmailLax,
+    FeedbackIn,
+    FeedbackOut,
+    ModelRef,
+    Prediction,
+    Problem,
+)
 
 log = logging.getLogger("emailrouter.serve")
 
 # %% ../../nbs/20_serve.ipynb #200293f9
-async def holder(request: Request) -> ModelHolder: return request.app.state.holder
+async def holder(request: Request) -> ModelHolder:
+    return request.app.state.holder
 
-_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="X-API-Key",
-                           description="the server's EMAILROUTER_API_KEY")
-_BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer", description="the same key as `Authorization: Bearer <key>`")
 
-async def require_key(request: Request, api_key: str | None = Security(_KEY_HEADER),
-                      bearer: HTTPAuthorizationCredentials | None = Security(_BEARER)):
+_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="X-API-Key", description="the server's EMAILROUTER_API_KEY"
+)
+_BEARER = HTTPBearer(
+    auto_error=False, scheme_name="Bearer", description="the same key as `Authorization: Bearer <key>`"
+)
+
+
+async def require_key(
+    request: Request,
+    api_key: str | None = Security(_KEY_HEADER),
+    bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
+):
     """Check `X-API-Key` or `Authorization: Bearer` against EMAILROUTER_API_KEY (when set), in constant time. Declared
     as security schemes, so the OpenAPI document lists them and Swagger's "Authorize" sends the key."""
     key = request.app.state.settings.api_key
-    if key is None: return
+    if key is None:
+        return
     given = api_key or (bearer.credentials.strip() if bearer else "")
     if not hmac.compare_digest(given.encode("utf-8", "replace"), key.get_secret_value().encode()):
         raise HTTPException(401, "missing or wrong API key (header X-API-Key or Authorization: Bearer)")
+
 
 async def route_emails(request: Request, emails: list[Email], batch: bool = False) -> list[Prediction]:
     "Clean, score (micro-batched), rank and log `emails`; the answer per e-mail, in order."
     h: ModelHolder = request.app.state.holder
     s: Settings = request.app.state.settings
-    if not h.ready: raise HTTPException(503, "model not loaded yet")
+    if not h.ready:
+        raise HTTPException(503, "model not loaded yet")
     t = time.perf_counter()
     rid, recorder = request.state.request_id, request.app.state.recorder
     ids = [f"{rid}-{i}" for i in range(len(emails))] if batch else [rid]
-    if request.state.caller_request_id: await recorder.claim(ids)     # 409 for an id that answered before
+    if request.state.caller_request_id:
+        await recorder.claim(ids)  # 409 for an id that answered before
     try:
         texts = await request.app.state.cleaner.clean(emails)
-        try: (probs, n_tokens), m = await h.score(texts)
-        except QueueFull: raise HTTPException(503, "server overloaded: too many e-mails queued, retry shortly") from None
+        try:
+            (probs, n_tokens), m = await h.score(texts)
+        except QueueFull:
+            raise HTTPException(503, "server overloaded: too many e-mails queued, retry shortly") from None
     except BaseException:
-        recorder.release(ids)                                        # no answer went out: the id may be used again
+        recorder.release(ids)  # no answer went out: the id may be used again
         raise
     ms = round((time.perf_counter() - t) * 1000, 2)
     decided = m.router.decide(probs, s.top_k, s.confidence_threshold, s.review_queue)
-    out = [Prediction(id=e.id, request_id=i, **d, model=ModelRef(name=m.name, version=m.version), latency_ms=ms)
-           for i, e, d in zip(ids, emails, decided)]
+    out = [
+        Prediction(id=e.id, request_id=i, **d, model=ModelRef(name=m.name, version=m.version), latency_ms=ms)
+        for i, e, d in zip(ids, emails, decided)
+    ]
     h.metrics.routed([o.queue for o in out], sum(o.route != o.queue for o in out))
     recorder.record(ids, texts, out, [e.language for e in emails], m, ms, n_tokens)
     request.app.state.shadow.offer(ids, texts)
-    request.state.log.update(n=len(out), routes=[o.route for o in out], languages=sorted({e.language for e in emails if e.language}))
+    request.state.log.update(
+        n=len(out), routes=[o.route for o in out], languages=sorted({e.language for e in emails if e.language})
+    )
     return out
+
 
 def predict_router(strict: bool = True) -> APIRouter:
     "`POST /predict` and `POST /predict/batch`; `strict` refuses unknown fields."
@@ -89,52 +119,89 @@ def predict_router(strict: bool = True) -> APIRouter:
     async def predict_batch(batch: BatchInModel, request: Request):
         s = request.app.state.settings
         if len(batch.emails) > s.max_batch_items:
-            raise HTTPException(413, f"{len(batch.emails)} e-mails in one batch; the limit is EMAILROUTER_MAX_BATCH_ITEMS={s.max_batch_items}")
+            raise HTTPException(
+                413,
+                f"{len(batch.emails)} e-mails in one batch; the limit is "
+                f"EMAILROUTER_MAX_BATCH_ITEMS={s.max_batch_items}",
+            )
         return BatchOut(predictions=await route_emails(request, batch.emails, batch=True))
+
     return r
+
 
 feedback = APIRouter(dependencies=[Depends(require_key)], tags=["feedback"])
 
-@feedback.post("/feedback", response_model=FeedbackOut, summary="An agent's queue for a routed mail",
-               responses={404: {"model": Problem}, 503: {"model": Problem}})
+
+@feedback.post(
+    "/feedback",
+    response_model=FeedbackOut,
+    summary="An agent's queue for a routed mail",
+    responses={404: {"model": Problem}, 503: {"model": Problem}},
+)
 def post_feedback(fb: FeedbackIn, request: Request):
     "Runs in a worker thread: the database call never holds up the event loop that serves predictions."
     h: ModelHolder = request.app.state.holder
-    if h.model is None: raise HTTPException(503, "model not loaded yet")
-    try: return request.app.state.recorder.feedback(fb.request_id, fb.true_queue, fb.source, list(h.model.labels))
-    except FeedbackError as e: raise HTTPException(e.status, str(e)) from None
+    if h.model is None:
+        raise HTTPException(503, "model not loaded yet")
+    try:
+        return request.app.state.recorder.feedback(fb.request_id, fb.true_queue, fb.source, list(h.model.labels))
+    except FeedbackError as e:
+        raise HTTPException(e.status, str(e)) from None
+
 
 ops = APIRouter(tags=["operations"])
+
 
 @ops.get("/health", summary="The process is alive")
 async def health():
     return {"status": "ok"}
 
+
 @ops.get("/ready", summary="A model is loaded and warmed up", responses={503: {"model": Problem}})
 async def ready(h: ModelHolder = Depends(holder)):
-    if not h.ready: return problem(503, "not ready")
+    if not h.ready:
+        return problem(503, "not ready")
     return {"status": "ready", "model": {"name": h.model.name, "version": h.model.version}}
+
 
 @ops.get("/model", dependencies=[Depends(require_key)], summary="What model serves")
 async def model_info(request: Request, h: ModelHolder = Depends(holder)):
     m, s = h.model, request.app.state.settings
-    if m is None: raise HTTPException(503, "model not loaded yet")
-    return {"name": m.name, "version": m.version, "alias": m.alias, "uri": redact_url(m.uri), "labels": m.labels,
-            "metrics": m.metrics, "temperature": m.router.temperature, "thresholds": m.router.thresholds,
-            "threshold_override": s.confidence_threshold, "review_queue": s.review_queue, "top_k": s.top_k,
-            "max_length": m.router.max_length, "truncation": m.router.truncation, "backend": m.router.backend,
-            "variant": m.router.variant}
+    if m is None:
+        raise HTTPException(503, "model not loaded yet")
+    return {
+        "name": m.name,
+        "version": m.version,
+        "alias": m.alias,
+        "uri": redact_url(m.uri),
+        "labels": m.labels,
+        "metrics": m.metrics,
+        "temperature": m.router.temperature,
+        "thresholds": m.router.thresholds,
+        "threshold_override": s.confidence_threshold,
+        "review_queue": s.review_queue,
+        "top_k": s.top_k,
+        "max_length": m.router.max_length,
+        "truncation": m.router.truncation,
+        "backend": m.router.backend,
+        "variant": m.router.variant,
+    }
+
 
 @ops.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 async def prometheus(request: Request):
     return PlainTextResponse(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+
 admin = APIRouter(dependencies=[Depends(require_key)], tags=["administration"])
+
 
 @admin.post("/admin/reload", summary="Load the model the URI points at now", responses={409: {"model": Problem}})
 async def admin_reload(h: ModelHolder = Depends(holder)):
-    try: info = await h.reload()
-    except ModelNotFound as e: raise HTTPException(409, f"reload failed, still serving the old model: {e}") from None
+    try:
+        info = await h.reload()
+    except ModelNotFound as e:
+        raise HTTPException(409, f"reload failed, still serving the old model: {e}") from None
     return {"status": "reloaded", **info}
 
 # %% ../../nbs/20_serve.ipynb #67f698e2
@@ -142,9 +209,12 @@ async def admin_reload(h: ModelHolder = Depends(holder)):
 async def _lifespan(app: FastAPI):
     s: Settings = app.state.settings
     if s.api_key is None:
-        log.warning("authentication is OFF: EMAILROUTER_API_KEY is not set, so /predict, /feedback, /model and "
-                    "/admin/reload answer anyone who can reach this server")
-    else: log.info("authentication is on: /predict, /feedback, /model and /admin/reload need EMAILROUTER_API_KEY")
+        log.warning(
+            "authentication is OFF: EMAILROUTER_API_KEY is not set, so /predict, /feedback, /model and "
+            "/admin/reload answer anyone who can reach this server"
+        )
+    else:
+        log.info("authentication is on: /predict, /feedback, /model and /admin/reload need EMAILROUTER_API_KEY")
     await app.state.holder.start()
     app.state.recorder.start()
     await app.state.shadow.start(app.state.holder.model)
@@ -154,24 +224,32 @@ async def _lifespan(app: FastAPI):
     app.state.cleaner.stop()
     await asyncio.get_running_loop().run_in_executor(None, app.state.recorder.stop)
 
+
 def create_app(settings: Settings | None = None, model: LoadedModel | None = None) -> FastAPI:
     """The routing API, configured by `settings` (default: the environment), serving `model` (default: the one at
     the settings' model URI, loaded at start-up). Also a factory: `uvicorn --factory emailrouter.serve:create_app`."""
     s = settings or load_settings()
-    app = FastAPIOffline(title="emailrouter", version=__import__("emailrouter").__version__, lifespan=_lifespan,
-                         description="Routes customer e-mails to queues with a fine-tuned transformer. "
-                                     "`route` is the queue when the model is confident enough, else the manual review queue.",
-                         responses={c: {"model": Problem} for c in (400, 401, 408, 409, 413, 415, 422, 500, 503)})
+    app = FastAPIOffline(
+        title="emailrouter",
+        version=__import__("emailrouter").__version__,
+        lifespan=_lifespan,
+        description="Routes customer e-mails to queues with a fine-tuned transformer. "
+        "`route` is the queue when the model is confident enough, else the manual review queue.",
+        responses={c: {"model": Problem} for c in (400, 401, 408, 409, 413, 415, 422, 500, 503)},
+    )
     app.state.settings, app.state.metrics = s, Metrics()
     app.state.holder = ModelHolder(s, app.state.metrics)
-    app.state.holder.model = model           # the lifespan loads it when None, then warms it and starts serving
+    app.state.holder.model = model  # the lifespan loads it when None, then warms it and starts serving
     app.state.recorder = Recorder(s, app.state.metrics)
     app.state.shadow = Shadow(s, app.state.metrics, app.state.recorder)
     app.state.cleaner = Cleaner(s)
     if s.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
-        app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-    guard(app)                               # request ids, body limits, metrics, access log, JSON errors
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
+    guard(app)  # request ids, body limits, metrics, access log, JSON errors
     app.include_router(predict_router(s.strict_input))
     app.include_router(feedback)
     app.include_router(ops)
@@ -182,32 +260,52 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
 def app_from_environment() -> FastAPI:
     """The app for the environment's settings with its model loaded; exits with one line if the model cannot be served
     (missing, or not servable by this install) or the settings are invalid, before the server takes requests."""
-    try: s = load_settings()
-    except SettingsError as e:                 # e.g. an empty EMAILROUTER_API_KEY: refused, with the setting named
+    try:
+        s = load_settings()
+    except SettingsError as e:  # e.g. an empty EMAILROUTER_API_KEY: refused, with the setting named
         print(f"emailrouter serve: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     setup_logging(s.log_level)
-    try: model = load_model(s.model_uri, s)
+    try:
+        model = load_model(s.model_uri, s)
     except ModelNotFound as e:
         print(f"emailrouter serve: {e}", file=sys.stderr, flush=True)
         raise SystemExit(3) from None
     return create_app(s, model)
+
 
 def __getattr__(name: str):
     if name == "app":
         globals()["app"] = app_from_environment()
         return globals()["app"]
     raise AttributeError(name)
-def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, settings: Settings | None = None,
-               model: LoadedModel | None = None):
+
+
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    settings: Settings | None = None,
+    model: LoadedModel | None = None,
+):
     """Serve the API with uvicorn, the read and keep-alive timeouts of `settings` (default: the environment) and
     `ReadTimeoutProtocol`. One worker serves the app built here from `settings` and `model` (default: loaded from the
     settings' model URI). Several workers are processes that uvicorn starts afresh: each builds its app with the
     factory from the environment, so the settings given must be the environment's."""
     import uvicorn
+
     s = settings or load_settings()
-    kw = dict(host=host, port=port, log_level=s.log_level.lower(), timeout_keep_alive=s.keepalive_seconds,
-              http=ReadTimeoutProtocol or "auto", access_log=False)   # the app logs each request itself, with its id
-    if ReadTimeoutProtocol is not None: ReadTimeoutProtocol.read_timeout = s.read_timeout_seconds
-    if workers > 1: uvicorn.run("emailrouter.serve:create_app", factory=True, workers=workers, **kw)
-    else: uvicorn.run(create_app(s, model or load_model(s.model_uri, s)), **kw)
+    kw = dict(
+        host=host,
+        port=port,
+        log_level=s.log_level.lower(),
+        timeout_keep_alive=s.keepalive_seconds,
+        http=ReadTimeoutProtocol or "auto",
+        access_log=False,
+    )  # the app logs each request itself, with its id
+    if ReadTimeoutProtocol is not None:
+        ReadTimeoutProtocol.read_timeout = s.read_timeout_seconds
+    if workers > 1:
+        uvicorn.run("emailrouter.serve:create_app", factory=True, workers=workers, **kw)
+    else:
+        uvicorn.run(create_app(s, model or load_model(s.model_uri, s)), **kw)

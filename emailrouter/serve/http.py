@@ -28,39 +28,55 @@ log = logging.getLogger("emailrouter.serve")
 access_log = logging.getLogger("emailrouter.serve.access")
 
 # %% ../../nbs/19_serve_http.ipynb #6c5bd8a3
-_JSON_TYPE = re.compile(rb"^\s*application/(?:[\w.+-]+\+)?json\s*(?:;|$)", re.I)   # application/json, .../problem+json
+_JSON_TYPE = re.compile(rb"^\s*application/(?:[\w.+-]+\+)?json\s*(?:;|$)", re.I)  # application/json, .../problem+json
 
-def problem(status: int, error: str, detail: Any = None, close: bool = False, headers: dict | None = None) -> JSONResponse:
+
+def problem(
+    status: int, error: str, detail: Any = None, close: bool = False, headers: dict | None = None
+) -> JSONResponse:
     "The one shape of every 4xx/5xx answer; `close` ends the connection after it."
-    return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status,
-                        headers={**(headers or {}), **({"connection": "close"} if close else {})})
+    return JSONResponse(
+        Problem(error=error, detail=detail).model_dump(),
+        status_code=status,
+        headers={**(headers or {}), **({"connection": "close"} if close else {})},
+    )
+
 
 class RequestMiddleware:
-    "Request id, body limits, Prometheus counts and latency, one JSON access-log line; unexpected errors become a JSON 500."
+    """Request id, body limits, Prometheus counts and latency, one JSON access-log line; unexpected errors become a
+    JSON 500."""
+
     def __init__(self, app, state):
-        self.app, self.state = app, state      # state: the FastAPI app's state (settings, metrics, holder)
+        self.app, self.state = app, state  # state: the FastAPI app's state (settings, metrics, holder)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http": return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         t, headers = time.perf_counter(), dict(scope["headers"])
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
         chosen = bool(re.match(REQUEST_ID, rid))
-        if not chosen: rid = uuid.uuid4().hex   # a caller's id is kept only when it is a safe, short token
+        if not chosen:
+            rid = uuid.uuid4().hex  # a caller's id is kept only when it is a safe, short token
         scope.setdefault("state", {}).update(request_id=rid, caller_request_id=chosen, log={}, started=t)
         status = 500
+
         async def send_with_id(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(message)
+
         try:
             refused, receive = await self._guard(scope, headers, receive)
-            if refused is not None: await refused(scope, receive, send_with_id)
-            else: await self.app(scope, receive, send_with_id)
+            if refused is not None:
+                await refused(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error in %s %s (request %s)", scope["method"], scope["path"], rid)
-            if status == 500: await problem(500, "internal error", {"request_id": rid})(scope, receive, send_with_id)
+            if status == 500:
+                await problem(500, "internal error", {"request_id": rid})(scope, receive, send_with_id)
         route = scope.get("route")
         path = route.path if route is not None else "unmatched"
         dt = time.perf_counter() - t
@@ -68,150 +84,210 @@ class RequestMiddleware:
         metrics.requests.labels(route=path, status=str(status)).inc()
         metrics.latency.labels(route=path).observe(dt)
         m = self.state.holder.model
-        access_log.info(json.dumps({"request_id": rid, "method": scope["method"], "route": path, "status": status,
-                                    "latency_ms": round(dt * 1000, 2), "model_version": m.version if m else None,
-                                    **scope["state"]["log"]}, ensure_ascii=False))
+        access_log.info(
+            json.dumps(
+                {
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "route": path,
+                    "status": status,
+                    "latency_ms": round(dt * 1000, 2),
+                    "model_version": m.version if m else None,
+                    **scope["state"]["log"],
+                },
+                ensure_ascii=False,
+            )
+        )
 
     async def _guard(self, scope, headers, receive):
         "(a refusal response or None, the receive to hand on): a POST body is read whole, checked, and replayed."
-        if scope["method"] != "POST": return None, receive
+        if scope["method"] != "POST":
+            return None, receive
         s: Settings = self.state.settings
         ctype = headers.get(b"content-type", b"")
         if ctype and not _JSON_TYPE.match(ctype):
-            return problem(415, "send the request body as JSON, with the header Content-Type: application/json"), receive
+            return problem(
+                415, "send the request body as JSON, with the header Content-Type: application/json"
+            ), receive
         limit = s.max_body_bytes * (s.max_batch_items if scope["path"].endswith("/batch") else 1) + 16_384
         declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit: return problem(413, f"request body over {limit} bytes"), receive
+        if declared.isdigit() and int(declared) > limit:
+            return problem(413, f"request body over {limit} bytes"), receive
         chunks, size, deadline = [], 0, scope["state"]["started"] + s.read_timeout_seconds
         while True:
-            try: message = await asyncio.wait_for(receive(), max(0.0, deadline - time.perf_counter()))
-            except asyncio.TimeoutError:   # a client that sends slower than this holds a connection and memory: let it go
-                return problem(408, f"request body not received within EMAILROUTER_READ_TIMEOUT_SECONDS="
-                                     f"{s.read_timeout_seconds:g} s", close=True), receive
-            if message["type"] != "http.request": return None, receive   # the client went away; the app sees it
-            chunks.append(message.get("body", b"")); size += len(chunks[-1])
-            if size > limit: return problem(413, f"request body over {limit} bytes"), receive
-            if not message.get("more_body"): break
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.perf_counter()))
+            except TimeoutError:  # a client that sends slower than this holds a connection and memory: let it go
+                return problem(
+                    408,
+                    f"request body not received within EMAILROUTER_READ_TIMEOUT_SECONDS={s.read_timeout_seconds:g} s",
+                    close=True,
+                ), receive
+            if message["type"] != "http.request":
+                return None, receive  # the client went away; the app sees it
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return problem(413, f"request body over {limit} bytes"), receive
+            if not message.get("more_body"):
+                break
         body = b"".join(chunks)
-        try: body.decode("utf-8")
-        except UnicodeDecodeError: return problem(400, "request body is not valid UTF-8"), receive
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return problem(400, "request body is not valid UTF-8"), receive
         sent = False
+
         async def replay():
             nonlocal sent
-            if sent: return await receive()
+            if sent:
+                return await receive()
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+
         return None, replay
+
 
 def _validation_problems(exc: RequestValidationError) -> list[dict]:
     "Pydantic errors as {field, problem}, without echoing the input (it may hold personal data)."
     out = []
     for e in exc.errors():
         loc = [to_text(x) for x in e.get("loc", ())]  # a JSON key can itself hold a lone surrogate
-        if e.get("type") == "json_invalid":           # loc is (body, character offset): say so, not "field 13"
+        if e.get("type") == "json_invalid":  # loc is (body, character offset): say so, not "field 13"
             why = re.sub(r"\s+at$", "", to_text((e.get("ctx") or {}).get("error", "malformed")))
             out.append({"field": "request", "problem": f"the body is not valid JSON: {why} at character {loc[-1]}"})
             continue
-        if loc and loc[0] == "body": loc = loc[1:]  # FastAPI's "where": the request body
+        if loc and loc[0] == "body":
+            loc = loc[1:]  # FastAPI's "where": the request body
         out.append({"field": ".".join(loc) or "request", "problem": to_text(e.get("msg", "invalid"))})
     return out
+
 
 async def _invalid_request(request: Request, exc: RequestValidationError):
     return problem(422, "invalid request", _validation_problems(exc))
 
-_FRAMEWORK_ERRORS = {   # what FastAPI and Starlette say themselves, in words a caller can act on
-    "There was an error parsing the body": "the body is not valid JSON (malformed, nested too deeply, or a number too large)",
-    "Not Found": "no such route; see /docs for the API", "Method Not Allowed": "method not allowed on this route"}
+
+_FRAMEWORK_ERRORS = {  # what FastAPI and Starlette say themselves, in words a caller can act on
+    "There was an error parsing the body": "the body is not valid JSON (malformed, nested too deeply, or a number "
+    "too large)",
+    "Not Found": "no such route; see /docs for the API",
+    "Method Not Allowed": "method not allowed on this route",
+}
+
 
 async def _http_error(request: Request, exc: StarletteHTTPException):
     "Every HTTP error, the framework's own (404, 405, body parse errors) included, in the `Problem` shape."
     detail = str(exc.detail)
     return problem(exc.status_code, _FRAMEWORK_ERRORS.get(detail, detail), headers=exc.headers)
 
+
 def guard(app) -> None:
-    "Wrap `app` (a FastAPI app whose state holds settings, metrics and holder) in the middleware and the error handlers."
+    """Wrap `app` (a FastAPI app whose state holds settings, metrics and holder) in the middleware and the error
+    handlers."""
     app.add_middleware(RequestMiddleware, state=app.state)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(StarletteHTTPException, _http_error)   # FastAPI's HTTPException is one too
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # FastAPI's HTTPException is one too
 
 # %% ../../nbs/19_serve_http.ipynb #6ec02850
-try: from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
-except ImportError: _Protocol = None    # without httptools, `run_server` uses uvicorn's default (no header deadline)
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
+except ImportError:
+    _Protocol = None  # without httptools, `run_server` uses uvicorn's default (no header deadline)
 
 if _Protocol is not None:
+
     class ReadTimeoutProtocol(_Protocol):
         """uvicorn's httptools protocol with a deadline for each request's headers (and for a new connection's first
         byte), a cap on the size of the headers (431), and its own errors in the API's JSON shape."""
+
         _deadline = None
-        _GRACE = 2.0                      # past the body deadline, for the middleware's 408 to go out first
-        MAX_HEADER_BYTES = 65_536         # request line and headers; nginx's default buffers hold 32 KB
+        _GRACE = 2.0  # past the body deadline, for the middleware's 408 to go out first
+        MAX_HEADER_BYTES = 65_536  # request line and headers; nginx's default buffers hold 32 KB
         _in_headers, _header_bytes, _discard = True, 0, False
         read_timeout: float | None = None  # seconds; None: EMAILROUTER_READ_TIMEOUT_SECONDS, read once per process
 
         @classmethod
         def _read_timeout(cls) -> float:
-            if cls.read_timeout is None: cls.read_timeout = load_settings().read_timeout_seconds
+            if cls.read_timeout is None:
+                cls.read_timeout = load_settings().read_timeout_seconds
             return cls.read_timeout
 
         def _answer(self, status: bytes, error: str):
             """Write a JSON error and end the connection, for what goes wrong before the application sees a request.
             What the client still sends is read and dropped for a moment before closing: closing with unread data
             would reset the connection, and the client might never read the answer."""
-            if self._discard or self.transport.is_closing(): return   # answered already: one answer per connection
+            if self._discard or self.transport.is_closing():
+                return  # answered already: one answer per connection
             self._disarm()
             data = Problem(error=error).model_dump_json().encode()
-            self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                                 b"connection: close\r\n\r\n%s" % (status, len(data), data))
+            self.transport.write(
+                b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, len(data), data)
+            )
             self._discard = True
-            if self.transport.can_write_eof(): self.transport.write_eof()
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
             self.loop.call_later(2.0, self._close)
 
         def _close(self):
-            if not self.transport.is_closing(): self.transport.close()
+            if not self.transport.is_closing():
+                self.transport.close()
 
-        def send_400_response(self, msg: str):      # uvicorn's plain-text answer to a request it cannot parse
+        def send_400_response(self, msg: str):  # uvicorn's plain-text answer to a request it cannot parse
             self._answer(b"400 Bad Request", f"not a valid HTTP request ({msg.rstrip('.').lower()})")
 
         def data_received(self, data: bytes):
-            if self._discard: return
-            if self._in_headers: self._header_bytes += len(data)
+            if self._discard:
+                return
+            if self._in_headers:
+                self._header_bytes += len(data)
             super().data_received(data)
             if self._in_headers and self._header_bytes > self.MAX_HEADER_BYTES and not self.transport.is_closing():
                 self._disarm()
-                self._answer(b"431 Request Header Fields Too Large",
-                             f"request headers over {self.MAX_HEADER_BYTES} bytes")
+                self._answer(
+                    b"431 Request Header Fields Too Large", f"request headers over {self.MAX_HEADER_BYTES} bytes"
+                )
 
         def _arm(self, seconds: float, answer: bool):
             self._disarm()
             self._deadline = self.loop.call_later(seconds, self._expired, answer)
 
         def _disarm(self):
-            if self._deadline is not None: self._deadline.cancel(); self._deadline = None
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
 
         def connection_made(self, transport):
-            super().connection_made(transport); self._arm(self._read_timeout(), False)
+            super().connection_made(transport)
+            self._arm(self._read_timeout(), False)
 
         def on_message_begin(self):
-            super().on_message_begin(); self._arm(self._read_timeout(), True)
+            super().on_message_begin()
+            self._arm(self._read_timeout(), True)
 
         def on_headers_complete(self):
             self._in_headers = False
             super().on_headers_complete()
-            self._arm(self._read_timeout() + self._GRACE, False)   # the body is the middleware's; this is the backstop
+            self._arm(self._read_timeout() + self._GRACE, False)  # the body is the middleware's; this is the backstop
 
         def on_message_complete(self):
-            super().on_message_complete(); self._disarm()
-            self._in_headers, self._header_bytes = True, 0     # what comes next is the next request's
+            super().on_message_complete()
+            self._disarm()
+            self._in_headers, self._header_bytes = True, 0  # what comes next is the next request's
 
         def connection_lost(self, exc):
-            self._disarm(); super().connection_lost(exc)
+            self._disarm()
+            super().connection_lost(exc)
 
         def _expired(self, answer: bool):
             self._deadline = None
-            if self.transport.is_closing(): return
+            if self.transport.is_closing():
+                return
             if answer and (self.cycle is None or self.cycle.response_complete):
-                return self._answer(b"408 Request Timeout",
-                                    f"request not received within EMAILROUTER_READ_TIMEOUT_SECONDS={self._read_timeout():g} s")
+                return self._answer(
+                    b"408 Request Timeout",
+                    f"request not received within EMAILROUTER_READ_TIMEOUT_SECONDS={self._read_timeout():g} s",
+                )
             self.transport.close()
-else: ReadTimeoutProtocol = None
-
+else:
+    ReadTimeoutProtocol = None

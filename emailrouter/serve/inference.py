@@ -10,8 +10,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from fastapi import HTTPException
@@ -28,10 +29,17 @@ log = logging.getLogger("emailrouter.serve")
 class QueueFull(RuntimeError):
     "The micro-batcher's queue is full: the server is overloaded."
 
+
 class MicroBatcher:
     "Collects texts from concurrent requests into batches for one model call each."
-    def __init__(self, score_fn: Callable[[list[str]], tuple[np.ndarray | tuple, Any]], max_batch: int = 16, max_wait_ms: float = 5.0,
-                 max_queue: int = 1024):
+
+    def __init__(
+        self,
+        score_fn: Callable[[list[str]], tuple[np.ndarray | tuple, Any]],
+        max_batch: int = 16,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 1024,
+    ):
         self.score_fn, self.max_batch, self.max_wait = score_fn, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue(max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emailrouter-model")
@@ -42,14 +50,18 @@ class MicroBatcher:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self):
-        if self.task: self.task.cancel()
+        if self.task:
+            self.task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, texts: list[str]) -> tuple[np.ndarray | tuple, Any]:
-        "(rows of `score_fn`'s array for `texts`, what `score_fn` said about the call), scored with whatever else is queued."
+        """(rows of `score_fn`'s array for `texts`, what `score_fn` said about the call), scored with whatever else
+        is queued."""
         fut = asyncio.get_running_loop().create_future()
-        try: self.queue.put_nowait((texts, fut))
-        except asyncio.QueueFull: raise QueueFull("too many requests queued") from None
+        try:
+            self.queue.put_nowait((texts, fut))
+        except asyncio.QueueFull:
+            raise QueueFull("too many requests queued") from None
         return await fut
 
     async def _run(self):
@@ -59,31 +71,40 @@ class MicroBatcher:
             n, deadline = len(items[0][0]), loop.time() + self.max_wait
             while n < self.max_batch:
                 timeout = deadline - loop.time()
-                if timeout <= 0: break
-                try: item = await asyncio.wait_for(self.queue.get(), timeout)
-                except asyncio.TimeoutError: break
-                items.append(item); n += len(item[0])
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), timeout)
+                except TimeoutError:
+                    break
+                items.append(item)
+                n += len(item[0])
             items = [(t, f) for t, f in items if not f.cancelled()]  # callers that gave up
-            if not items: continue
+            if not items:
+                continue
             texts = [x for t, _ in items for x in t]
             try:
                 probs, about = await loop.run_in_executor(self.executor, self.score_fn, texts)
                 self.batches += 1
             except Exception as e:  # a model failure fails these requests, not the server
                 for _, f in items:
-                    if not f.done(): f.set_exception(e)
+                    if not f.done():
+                        f.set_exception(e)
                 continue
             i = 0
             for t, f in items:
-                rows = tuple(a[i:i + len(t)] for a in probs) if isinstance(probs, tuple) else probs[i:i + len(t)]
-                if not f.done(): f.set_result((rows, about))
+                rows = tuple(a[i : i + len(t)] for a in probs) if isinstance(probs, tuple) else probs[i : i + len(t)]
+                if not f.done():
+                    f.set_result((rows, about))
                 i += len(t)
 
 # %% ../../nbs/18_serve_inference.ipynb #ba5ee023
 WARMUP_EMAIL = {"subject": "Regning", "body": "Hej, min regning er for høj denne måned. Kan I se på det?"}
 
+
 class ModelHolder:
     "The serving model, its readiness, the micro-batcher and reloads."
+
     def __init__(self, settings: Settings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
         self.model: LoadedModel | None = None
@@ -100,44 +121,57 @@ class ModelHolder:
     async def _load(self, m: LoadedModel | None = None) -> LoadedModel:
         "Load the configured model (unless `m` is one already loaded) and warm it up."
         loop = asyncio.get_running_loop()
-        if m is None: m = await loop.run_in_executor(None, load_model, self.settings.model_uri, self.settings)
+        if m is None:
+            m = await loop.run_in_executor(None, load_model, self.settings.model_uri, self.settings)
         text = clean_email(WARMUP_EMAIL["subject"], WARMUP_EMAIL["body"])
         await loop.run_in_executor(None, m.router.predict_proba, [text])
         return m
 
     async def start(self):
-        "Load (unless loaded already) and warm the configured model, then start the batcher (and the registry poller if configured)."
+        """Load (unless loaded already) and warm the configured model, then start the batcher (and the registry
+        poller if configured)."""
         s = self.settings
         self.model = await self._load(self.model)
         self.metrics.serving(self.model)
         self.batcher = MicroBatcher(self._score, s.microbatch_size, s.microbatch_wait_ms, s.queue_limit)
         self.batcher.start()
-        if s.reload_poll_seconds > 0: self._poller = asyncio.create_task(self._poll())
+        if s.reload_poll_seconds > 0:
+            self._poller = asyncio.create_task(self._poll())
         self.ready = True
         m = self.model
         log.info("ready: %s version %s (%d queues) from %s", m.name, m.version, len(m.labels), redact_url(m.uri))
 
     async def stop(self):
         self.ready = False
-        if self._poller: self._poller.cancel()
-        if self.batcher: await self.batcher.stop()
+        if self._poller:
+            self._poller.cancel()
+        if self.batcher:
+            await self.batcher.stop()
 
     async def reload(self, only_if_new: bool = False) -> dict:
         "Load the URI's current model and swap it in; {} when `only_if_new` and the version is unchanged."
         async with self._lock:
             old = self.model
             m = await self._load()
-            if only_if_new and old is not None and (m.name, m.version) == (old.name, old.version): return {}
+            if only_if_new and old is not None and (m.name, m.version) == (old.name, old.version):
+                return {}
             self.model = m
             self.metrics.serving(m)
             log.info("serving %s version %s (was %s)", m.name, m.version, old.version if old else None)
-            return {"name": m.name, "version": m.version, "alias": m.alias, "previous_version": old.version if old else None}
+            return {
+                "name": m.name,
+                "version": m.version,
+                "alias": m.alias,
+                "previous_version": old.version if old else None,
+            }
 
     async def _poll(self):
         while True:
             await asyncio.sleep(self.settings.reload_poll_seconds)
-            try: await self.reload(only_if_new=True)
-            except Exception as e: log.warning("registry poll failed: %s", str(e).splitlines()[0][:200])
+            try:
+                await self.reload(only_if_new=True)
+            except Exception as e:
+                log.warning("registry poll failed: %s", str(e).splitlines()[0][:200])
 
     async def score(self, texts: list[str]) -> tuple[tuple[np.ndarray, list[int]], LoadedModel]:
         """(probabilities, token counts before truncation) for cleaned `texts`, and the model that produced them;
@@ -146,7 +180,9 @@ class ModelHolder:
 
 # %% ../../nbs/18_serve_inference.ipynb #5a8679e0
 def _forget(fut: asyncio.Future):
-    if not fut.cancelled(): fut.exception()
+    if not fut.cancelled():
+        fut.exception()
+
 
 def _cpu_clock() -> Callable[[], float]:
     "A clock of the calling thread's CPU time that other threads can read (wall time where the OS offers none)."
@@ -154,11 +190,14 @@ def _cpu_clock() -> Callable[[], float]:
         clock = time.pthread_getcpuclockid(threading.get_ident())
         time.clock_gettime(clock)
         return lambda: time.clock_gettime(clock)
-    except (AttributeError, OSError): return time.perf_counter
+    except (AttributeError, OSError):
+        return time.perf_counter
+
 
 class Cleaner:
     "Cleans a request's mails in a bounded pool of threads, each mail held to a budget of CPU time."
-    WAIT_BUDGETS = 5   # budgets of wall time a request may wait (queued, or for the CPU) before it is told to retry
+
+    WAIT_BUDGETS = 5  # budgets of wall time a request may wait (queued, or for the CPU) before it is told to retry
 
     def __init__(self, settings: Settings):
         self.settings = s = settings
@@ -166,30 +205,39 @@ class Cleaner:
         self.pool = ThreadPoolExecutor(s.clean_workers, thread_name_prefix="emailrouter-clean")
 
     @staticmethod
-    def _where(i: int, n: int) -> str: return f"emails[{i}].body" if n > 1 else "body"
+    def _where(i: int, n: int) -> str:
+        return f"emails[{i}].body" if n > 1 else "body"
 
     def _clean_all(self, emails: list[Email], progress: dict) -> list[str]:
         "In a worker thread: clean `emails` in order, noting which one is being cleaned and since when."
         s, texts, n = self.settings, [], len(emails)
         cpu = progress["cpu"] = _cpu_clock()
         for i, e in enumerate(emails):
-            if progress.get("abandoned"): break
+            if progress.get("abandoned"):
+                break
             progress.update(index=i, since=time.perf_counter(), cpu_since=cpu(), started=True)  # one update: read whole
             where = self._where(i, n)
             if len(e.body.encode("utf-8")) > s.max_body_bytes:
                 raise HTTPException(413, f"{where} is over EMAILROUTER_MAX_BODY_BYTES={s.max_body_bytes} bytes")
-            if not e.body.strip(): raise HTTPException(422, f"{where} is empty or only whitespace")
+            if not e.body.strip():
+                raise HTTPException(422, f"{where} is empty or only whitespace")
             text = clean_email(e.subject, e.body)
-            if cpu() - progress["cpu_since"] > self.budget: raise self._over_budget(i, n)
+            if cpu() - progress["cpu_since"] > self.budget:
+                raise self._over_budget(i, n)
             body_part = text.split(SUBJECT_SEP, 1)[1] if SUBJECT_SEP in text and e.subject else text
             if not body_part.strip():
-                raise HTTPException(422, f"{where} has no text once HTML markup, quoted history and signature are removed")
+                raise HTTPException(
+                    422, f"{where} has no text once HTML markup, quoted history and signature are removed"
+                )
             texts.append(text)
         return texts
 
     def _over_budget(self, i: int, n: int) -> HTTPException:
-        return HTTPException(422, f"{self._where(i, n)} could not be cleaned within EMAILROUTER_CLEAN_TIMEOUT_MS="
-                                  f"{self.settings.clean_timeout_ms:g} ms; send it as plain text, or shorter")
+        return HTTPException(
+            422,
+            f"{self._where(i, n)} could not be cleaned within EMAILROUTER_CLEAN_TIMEOUT_MS="
+            f"{self.settings.clean_timeout_ms:g} ms; send it as plain text, or shorter",
+        )
 
     async def clean(self, emails: list[Email]) -> list[str]:
         """The cleaned text of each mail; 413/422 for a mail that is too long, empty or over its budget of CPU time, 503
@@ -199,19 +247,26 @@ class Cleaner:
         queued_until = time.perf_counter() + self.WAIT_BUDGETS * self.budget
         while True:
             done, _ = await asyncio.wait({fut}, timeout=self.budget / 4)
-            if done: return fut.result()
+            if done:
+                return fut.result()
             now = time.perf_counter()
             if not progress.get("started") and now > queued_until:
-                progress["abandoned"] = True     # in case the thread takes it up just now: it stops at once
-                fut.cancel(); fut.add_done_callback(_forget)
+                progress["abandoned"] = True  # in case the thread takes it up just now: it stops at once
+                fut.cancel()
+                fut.add_done_callback(_forget)
                 raise HTTPException(503, "server busy cleaning other mails; retry shortly")
-            if not progress.get("started"): continue
-            over_cpu = progress["cpu"]() - progress["cpu_since"] > self.budget   # the mail's own cost: the sender's
+            if not progress.get("started"):
+                continue
+            over_cpu = progress["cpu"]() - progress["cpu_since"] > self.budget  # the mail's own cost: the sender's
             over_wall = now - progress["since"] > self.WAIT_BUDGETS * self.budget  # time lost to other work: ours
             if over_cpu or over_wall:
-                progress["abandoned"] = True     # the thread finishes the mail it is on (cleaning is linear) and stops
-                fut.add_done_callback(_forget)   # what it ends with is not wanted, and must not be logged as lost
-                if over_cpu: raise self._over_budget(progress["index"], len(emails))
-                raise HTTPException(503, "server busy: cleaning this request waited too long for the CPU; retry shortly")
+                progress["abandoned"] = True  # the thread finishes the mail it is on (cleaning is linear) and stops
+                fut.add_done_callback(_forget)  # what it ends with is not wanted, and must not be logged as lost
+                if over_cpu:
+                    raise self._over_budget(progress["index"], len(emails))
+                raise HTTPException(
+                    503, "server busy: cleaning this request waited too long for the CPU; retry shortly"
+                )
 
-    def stop(self): self.pool.shutdown(wait=False, cancel_futures=True)
+    def stop(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -18,8 +18,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..core import Settings, redact_url
-from ..predlog import (FeedbackError, PredictionLog, log_engine, logged_request_ids, migrate, prediction_row,
-                                 record_feedback, utcnow)
+from emailrouter.predlog import (
+    FeedbackError,
+    PredictionLog,
+    log_engine,
+    logged_request_ids,
+    migrate,
+    prediction_row,
+    record_feedback,
+    utcnow,
+)
 from ..registry import LoadedModel, ModelNotFound, load_model
 from .schemas import Prediction
 from ..text import detect_language
@@ -29,25 +37,47 @@ log = logging.getLogger("emailrouter.serve")
 # %% ../../nbs/17_serve_recording.ipynb #5c5ebf41
 class Metrics:
     "The server's Prometheus metrics."
+
     def __init__(self):
         self.registry = r = CollectorRegistry()
-        self.requests = Counter("emailrouter_requests_total", "HTTP requests by route and status", ["route", "status"], registry=r)
-        self.latency = Histogram("emailrouter_request_latency_seconds", "request latency by route", ["route"], registry=r,
-                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-        self.predictions = Counter("emailrouter_predictions_total", "routed e-mails by predicted queue", ["queue"], registry=r)
+        self.requests = Counter(
+            "emailrouter_requests_total", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "emailrouter_request_latency_seconds",
+            "request latency by route",
+            ["route"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.predictions = Counter(
+            "emailrouter_predictions_total", "routed e-mails by predicted queue", ["queue"], registry=r
+        )
         self.review = Counter("emailrouter_manual_review_total", "e-mails routed to manual review", registry=r)
-        self.review_share = Gauge("emailrouter_manual_review_share", "share of e-mails routed to manual review", registry=r)
-        self.model = Gauge("emailrouter_model_info", "the model serving (value 1)", ["name", "version", "uri"], registry=r)
-        self.batch_size = Histogram("emailrouter_batch_size", "texts per model call", registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.review_share = Gauge(
+            "emailrouter_manual_review_share", "share of e-mails routed to manual review", registry=r
+        )
+        self.model = Gauge(
+            "emailrouter_model_info", "the model serving (value 1)", ["name", "version", "uri"], registry=r
+        )
+        self.batch_size = Histogram(
+            "emailrouter_batch_size", "texts per model call", registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+        )
         self.feedback = Counter("emailrouter_feedback_total", "feedback stored, by source", ["source"], registry=r)
-        self.shadow = Counter("emailrouter_shadow_total", "mails offered to the shadow challenger: scored, or skipped (queue full)",
-                              ["outcome"], registry=r)
+        self.shadow = Counter(
+            "emailrouter_shadow_total",
+            "mails offered to the shadow challenger: scored, or skipped (queue full)",
+            ["outcome"],
+            registry=r,
+        )
         self._n = self._n_review = 0
 
     def routed(self, queues: list[str], reviewed: int):
-        for q in queues: self.predictions.labels(queue=q).inc()
+        for q in queues:
+            self.predictions.labels(queue=q).inc()
         self.review.inc(reviewed)
-        self._n += len(queues); self._n_review += reviewed
+        self._n += len(queues)
+        self._n_review += reviewed
         self.review_share.set(self._n_review / self._n if self._n else 0.0)
 
     def serving(self, m: LoadedModel):
@@ -56,14 +86,27 @@ class Metrics:
 
     def watch(self, plog: PredictionLog):
         "Export the prediction log's row counts at each scrape."
+
         class _LogCollector:
             def collect(self):
-                c = CounterMetricFamily("emailrouter_log_rows", "prediction-log rows: written, dropped (queue full), "
-                                        "rejected (refused by the database), lost (unwritten at shutdown)", labels=["outcome"])
-                for k in ("written", "dropped", "rejected", "lost"): c.add_metric([k], plog.stats[k])
+                c = CounterMetricFamily(
+                    "emailrouter_log_rows",
+                    "prediction-log rows: written, dropped (queue full), "
+                    "rejected (refused by the database), lost (unwritten at shutdown)",
+                    labels=["outcome"],
+                )
+                for k in ("written", "dropped", "rejected", "lost"):
+                    c.add_metric([k], plog.stats[k])
                 yield c
-                yield CounterMetricFamily("emailrouter_log_write_errors", "writes that failed (database unavailable)", value=plog.stats["write_errors"])
-                yield GaugeMetricFamily("emailrouter_log_pending", "prediction-log rows waiting to be written", value=plog.pending)
+                yield CounterMetricFamily(
+                    "emailrouter_log_write_errors",
+                    "writes that failed (database unavailable)",
+                    value=plog.stats["write_errors"],
+                )
+                yield GaugeMetricFamily(
+                    "emailrouter_log_pending", "prediction-log rows waiting to be written", value=plog.pending
+                )
+
         self.registry.register(_LogCollector())
 
 # %% ../../nbs/17_serve_recording.ipynb #672bda2e
@@ -71,72 +114,112 @@ def _enrich(rows: list[dict]):
     "In the writer thread: the language of logged rows whose caller did not say."
     for r in rows:
         text = r.pop("_text", "")
-        if r.get("language") is None and text: r["language"] = detect_language(text)[0]
+        if r.get("language") is None and text:
+            r["language"] = detect_language(text)[0]
+
 
 class Recorder:
     "Hands every answer to the prediction log and stores agents' feedback; a no-op when the log is off."
+
     def __init__(self, settings: Settings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
         self.log = PredictionLog.from_settings(settings, enrich=_enrich)
         self.recent: OrderedDict[str, tuple | None] = OrderedDict()  # request id -> its model's queues (None: reserved)
         self.remember = 2 * settings.log_queue_size
         self._engine = None
-        self._sets: dict[tuple, str] = {}          # a model's queues -> their queue set id, put in the log once
+        self._sets: dict[tuple, str] = {}  # a model's queues -> their queue set id, put in the log once
         self._last_warning = 0.0
 
     def _db(self):
         "The log's engine for reads (feedback, request ids), opened and migrated on first use."
         if self._engine is None:
-            engine = log_engine(self.settings.log_url); migrate(engine); self._engine = engine
+            engine = log_engine(self.settings.log_url)
+            migrate(engine)
+            self._engine = engine
         return self._engine
 
     def start(self):
         "Start the log's writer and export its counts in /metrics."
-        if self.log is None: log.info("prediction log off (EMAILROUTER_LOG_URL is empty)"); return
-        self.log.start(); self.metrics.watch(self.log)
+        if self.log is None:
+            log.info("prediction log off (EMAILROUTER_LOG_URL is empty)")
+            return
+        self.log.start()
+        self.metrics.watch(self.log)
 
     def stop(self):
         "Write what waits (5 s at most) and log what became of every row."
-        if self.log is None: return
+        if self.log is None:
+            return
         st = self.log.stop(timeout=5)
         log.info("prediction log closed: %s", ", ".join(f"{k} {v}" for k, v in st.items()))
-        if self._engine is not None: self._engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
-    def record(self, ids: list[str], texts: list[str], answers: list[Prediction], languages: list[str | None],
-               m: LoadedModel, latency_ms: float, n_tokens: list[int]):
-        "Hand one row per answer (with its token count before truncation) to the log's queue; never raises, never blocks."
-        if self.log is None: return
+    def record(
+        self,
+        ids: list[str],
+        texts: list[str],
+        answers: list[Prediction],
+        languages: list[str | None],
+        m: LoadedModel,
+        latency_ms: float,
+        n_tokens: list[int],
+    ):
+        """Hand one row per answer (with its token count before truncation) to the log's queue; never raises, never
+        blocks."""
+        if self.log is None:
+            return
         try:
             keep, labels = self.settings.log_text == "masked", tuple(m.labels)
-            if labels not in self._sets: self._sets[labels] = self.log.put_queue_set(labels)
+            if labels not in self._sets:
+                self._sets[labels] = self.log.put_queue_set(labels)
             qs = self._sets[labels]
-            rows = [{**prediction_row(i, t, a.model_dump(), m.name, m.version, latency_ms, lang, keep, qs), "_text": t,
-                     "n_tokens": int(n), "truncated": bool(n > m.router.max_length)}
-                    for i, t, a, lang, n in zip(ids, texts, answers, languages, n_tokens)]
+            rows = [
+                {
+                    **prediction_row(i, t, a.model_dump(), m.name, m.version, latency_ms, lang, keep, qs),
+                    "_text": t,
+                    "n_tokens": int(n),
+                    "truncated": bool(n > m.router.max_length),
+                }
+                for i, t, a, lang, n in zip(ids, texts, answers, languages, n_tokens)
+            ]
             self.log.put(rows)
-            for i in ids: self.recent[i] = labels
-            while len(self.recent) > self.remember: self.recent.popitem(last=False)
-        except Exception as e: log.warning("could not hand answers to the prediction log (%s)", type(e).__name__)
+            for i in ids:
+                self.recent[i] = labels
+            while len(self.recent) > self.remember:
+                self.recent.popitem(last=False)
+        except Exception as e:
+            log.warning("could not hand answers to the prediction log (%s)", type(e).__name__)
 
     async def claim(self, ids: list[str]):
         """Reserve the request ids a caller chose before anything is answered: 409 when one was answered before (by this
         process recently, or in the log). A log that cannot be asked costs the check, never the prediction."""
         used = [i for i in ids if i in self.recent]
         if not used:
-            for i in ids: self.recent[i] = None
-            while len(self.recent) > self.remember: self.recent.popitem(last=False)   # bounded, log or no log
+            for i in ids:
+                self.recent[i] = None
+            while len(self.recent) > self.remember:
+                self.recent.popitem(last=False)  # bounded, log or no log
             if self.log is not None:
-                try:   # a database that does not answer in a second costs the check, not the request
-                    used = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, self._logged, ids), 1.0)
+                try:  # a database that does not answer in a second costs the check, not the request
+                    used = await asyncio.wait_for(
+                        asyncio.get_running_loop().run_in_executor(None, self._logged, ids), 1.0
+                    )
                 except Exception as e:
                     now = time.monotonic()
                     if now - self._last_warning > 10:
-                        log.warning("request ids not checked against the log: database unavailable (%s)", type(e).__name__)
+                        log.warning(
+                            "request ids not checked against the log: database unavailable (%s)", type(e).__name__
+                        )
                         self._last_warning = now
-                if used: self.release(ids)
+                if used:
+                    self.release(ids)
         if used:
-            raise HTTPException(409, f"request id {used[0]!r} was already used for another answer: send a new "
-                                     "X-Request-ID for each request (or none, and the server makes one)")
+            raise HTTPException(
+                409,
+                f"request id {used[0]!r} was already used for another answer: send a new "
+                "X-Request-ID for each request (or none, and the server makes one)",
+            )
 
     def _logged(self, ids: list[str]) -> list[str]:
         return logged_request_ids(self._db(), ids)
@@ -144,17 +227,27 @@ class Recorder:
     def release(self, ids: list[str]):
         "Free ids reserved by `claim` for a request that ended without an answer."
         for i in ids:
-            if i in self.recent and self.recent[i] is None: del self.recent[i]
+            if i in self.recent and self.recent[i] is None:
+                del self.recent[i]
 
     def feedback(self, request_id: str, true_queue: str, source: str, labels: list[str]) -> dict:
         "Store one correction (blocking: call it from a worker thread); `FeedbackError` says what is wrong."
         if self.log is None:
-            raise FeedbackError("the prediction log is off (EMAILROUTER_LOG_URL is empty), so feedback has nowhere to go", 503)
+            raise FeedbackError(
+                "the prediction log is off (EMAILROUTER_LOG_URL is empty), so feedback has nowhere to go", 503
+            )
         import sqlalchemy as sa
-        pending = self.recent.get(request_id)      # answered by this process, maybe not written yet: its model's queues
+
+        pending = self.recent.get(request_id)  # answered by this process, maybe not written yet: its model's queues
         try:
-            out = record_feedback(self._db(), request_id, true_queue, source, labels,
-                                  pending_queues=list(pending) if pending is not None else None)
+            out = record_feedback(
+                self._db(),
+                request_id,
+                true_queue,
+                source,
+                labels,
+                pending_queues=list(pending) if pending is not None else None,
+            )
         except sa.exc.SQLAlchemyError as e:
             log.warning("feedback not stored: database unavailable (%s)", type(e).__name__)
             raise FeedbackError(f"feedback store unavailable ({type(e).__name__}); retry later", 503) from None
@@ -164,6 +257,7 @@ class Recorder:
 # %% ../../nbs/17_serve_recording.ipynb #3e5a904a
 class Shadow:
     "Scores a share of the traffic with a challenger, off the request path, into the log's er_shadow table."
+
     def __init__(self, settings: Settings, metrics: Metrics, recorder: "Recorder"):
         self.settings, self.metrics, self.recorder = settings, metrics, recorder
         self.model: LoadedModel | None = None
@@ -175,42 +269,63 @@ class Shadow:
     async def start(self, champion: LoadedModel):
         "Load the shadow model when there is one other than `champion`, and start scoring."
         s = self.settings
-        if not s.shadow_uri or s.shadow_share <= 0 or self.recorder.log is None: return
-        try: m = await asyncio.get_running_loop().run_in_executor(None, load_model, s.shadow_uri, s)
+        if not s.shadow_uri or s.shadow_share <= 0 or self.recorder.log is None:
+            return
+        try:
+            m = await asyncio.get_running_loop().run_in_executor(None, load_model, s.shadow_uri, s)
         except ModelNotFound as e:
-            log.info("no shadow challenger: %s", str(e).splitlines()[0][:200]); return
+            log.info("no shadow challenger: %s", str(e).splitlines()[0][:200])
+            return
         if (m.name, m.version) == (champion.name, champion.version) and m.name is not None:
-            log.info("the challenger is the champion (version %s): no shadow", m.version); return
+            log.info("the challenger is the champion (version %s): no shadow", m.version)
+            return
         self.model, self.queue = m, asyncio.Queue(maxsize=s.shadow_queue_size)
         self._task = asyncio.create_task(self._run())
         log.info("shadow challenger: %s version %s on %.0f%% of the traffic", m.name, m.version, 100 * s.shadow_share)
 
     def offer(self, ids: list[str], texts: list[str]):
         "Queue a share of these mails for the challenger; never blocks."
-        if self.model is None: return
+        if self.model is None:
+            return
         for i, t in zip(ids, texts):
-            if self._rng.random() >= self.settings.shadow_share: continue
-            try: self.queue.put_nowait((i, t))
-            except asyncio.QueueFull: self.metrics.shadow.labels(outcome="skipped").inc()
+            if self._rng.random() >= self.settings.shadow_share:
+                continue
+            try:
+                self.queue.put_nowait((i, t))
+            except asyncio.QueueFull:
+                self.metrics.shadow.labels(outcome="skipped").inc()
 
     async def _run(self):
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            while len(batch) < 32 and not self.queue.empty(): batch.append(self.queue.get_nowait())
+            while len(batch) < 32 and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             m = self.model
             try:
                 t = time.perf_counter()
                 probs = await loop.run_in_executor(self._pool, m.router.predict_proba, [x[1] for x in batch])
                 ms = 1000 * (time.perf_counter() - t) / len(batch)
                 now = utcnow()
-                rows = [{"request_id": i, "created_at": now, "model_name": m.name, "model_version": m.version, "queue": r["queue"],
-                         "score": float(r["score"]), "latency_ms": ms} for (i, _), r in zip(batch, m.router.rank(probs, 1))]
+                rows = [
+                    {
+                        "request_id": i,
+                        "created_at": now,
+                        "model_name": m.name,
+                        "model_version": m.version,
+                        "queue": r["queue"],
+                        "score": float(r["score"]),
+                        "latency_ms": ms,
+                    }
+                    for (i, _), r in zip(batch, m.router.rank(probs, 1))
+                ]
                 self.recorder.log.put(rows, table="er_shadow")
                 self.metrics.shadow.labels(outcome="scored").inc(len(batch))
-            except Exception as e: log.warning("shadow scoring failed (%s)", type(e).__name__)
+            except Exception as e:
+                log.warning("shadow scoring failed (%s)", type(e).__name__)
 
     async def stop(self):
         "Stop scoring; answers still queued for the shadow are dropped (they were never on the request path)."
-        if self._task: self._task.cancel()
+        if self._task:
+            self._task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -16,38 +16,64 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 # %% ../../nbs/16_serve_schemas.ipynb #f560870f
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
+
 def _valid_unicode(v: str) -> str:
     if _SURROGATE.search(v):
-        raise ValueError("contains a lone UTF-16 surrogate (such as \\ud800), which is not valid Unicode text; send UTF-8 text")
+        raise ValueError(
+            "contains a lone UTF-16 surrogate (such as \\ud800), which is not valid Unicode text; send UTF-8 text"
+        )
     return v
+
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]  # a string that can be encoded as UTF-8
 
+
 class Email(BaseModel):
     "One e-mail to route."
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"id": "mail-123", "subject": "Flytning", "body": "Hej, jeg flytter den 1. maj og vil gerne tage mit bredbånd med."}]})
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "mail-123",
+                    "subject": "Flytning",
+                    "body": "Hej, jeg flytter den 1. maj og vil gerne tage mit bredbånd med.",
+                }
+            ]
+        },
+    )
     id: Text | None = Field(None, max_length=200, description="the caller's id, echoed back")
     subject: Text | None = Field(None, max_length=2000)
     body: Text = Field(..., description="the e-mail body: plain text or HTML")
-    language: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="e.g. da, en; logged")
+    language: str | None = Field(
+        None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="e.g. da, en; logged"
+    )
+
 
 class EmailLax(Email):
     "`Email` that ignores unknown fields (EMAILROUTER_STRICT_INPUT=false)."
+
     model_config = ConfigDict(extra="ignore")
+
 
 class QueueScore(BaseModel):
     "A queue and its probability."
+
     queue: str
     score: float
 
+
 class ModelRef(BaseModel):
     "The registered model that answered."
+
     name: str | None
     version: str | None
 
+
 class Prediction(BaseModel):
     "Where one e-mail should go."
+
     id: str | None
     request_id: str = Field(description="this answer's id in the prediction log: send it with POST /feedback")
     queue: str = Field(description="the most likely queue")
@@ -57,37 +83,60 @@ class Prediction(BaseModel):
     model: ModelRef
     latency_ms: float
 
+
 class BatchIn(BaseModel):
     "Several e-mails to route in one request."
+
     model_config = ConfigDict(extra="forbid")
     emails: list[Email] = Field(..., min_length=1)
 
+
 class BatchInLax(BaseModel):
     "`BatchIn` that ignores unknown fields."
+
     model_config = ConfigDict(extra="ignore")
     emails: list[EmailLax] = Field(..., min_length=1)
 
+
 class BatchOut(BaseModel):
     "Predictions in the order of the request's e-mails."
+
     predictions: list[Prediction]
 
-REQUEST_ID = r"^[A-Za-z0-9._:-]{1,64}$"   # what an X-Request-ID header may hold; anything else is replaced
+
+REQUEST_ID = r"^[A-Za-z0-9._:-]{1,64}$"  # what an X-Request-ID header may hold; anything else is replaced
+
 
 class FeedbackIn(BaseModel):
     "The queue an agent confirmed or re-routed a mail to."
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"request_id": "4f0c9d8e2b7a4c1d9e8f7a6b5c4d3e2f", "true_queue": "opsigelse", "source": "agent"}]})
-    request_id: str = Field(..., min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._:-]+$", description="from the prediction's answer")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"request_id": "4f0c9d8e2b7a4c1d9e8f7a6b5c4d3e2f", "true_queue": "opsigelse", "source": "agent"}
+            ]
+        },
+    )
+    request_id: str = Field(
+        ..., min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._:-]+$", description="from the prediction's answer"
+    )
     true_queue: Text = Field(..., min_length=1, max_length=100, description="the queue the mail belongs in")
-    source: str = Field("agent", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="who says so, e.g. agent, supervisor, simulation")
+    source: str = Field(
+        "agent", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="who says so, e.g. agent, supervisor, simulation"
+    )
+
 
 class FeedbackOut(BaseModel):
     "Stored feedback: the request, the queue, and how many corrections the mail has had (the latest counts)."
+
     request_id: str
     true_queue: str
     corrections: int
 
+
 class Problem(BaseModel):
     "Every 4xx/5xx answer: what went wrong, in words."
+
     error: str
     detail: Any = None
