@@ -1,3 +1,5 @@
+# make bench reads ../shared/data/banking77/train.csv where it exists, else hf:PolyAI/banking77:train from the
+# Hugging Face hub (a network is needed then); DATA=... chooses another copy.
 # The README's two commands are `make demo` and `make test`; CI runs .ci/run, which calls `make test`.
 # `make help` lists the targets.
 VENV   ?= .venv
@@ -31,8 +33,8 @@ $(VENV)/.installed: settings.ini setup.py
 demo: install   ## the main job on built-in defaults: fine-tune the offline model on the Danish demo inbox, track and register it
 	$(BIN)/emailrouter train --demo
 
-bench: install   ## the BANKING77 real-data benchmark (about 15 minutes on 2 cores)
-	$(BIN)/python bench/banking77.py
+bench: install   ## the BANKING77 benchmark (about 15 min on 2 cores); DATA=file or hf:name, default below
+	$(BIN)/python bench/banking77.py $(if $(DATA),--data $(DATA))
 
 test: install check lint nbtest pytest   ## everything CI runs: sync checks, ruff, nbdev_test, pytest
 
@@ -40,13 +42,13 @@ check: install   ## notebooks clean, package and README exactly what the noteboo
 	bash .ci/check-sync
 
 lint: install   ## ruff: lint and format check of the notebooks, tests and benchmarks, undefined names in the package
-	$(BIN)/ruff check nbs tests bench emailrouter
-	$(BIN)/ruff format --check nbs tests bench emailrouter
+	$(BIN)/ruff check nbs tests bench emailrouter mkdocs_hooks.py
+	$(BIN)/ruff format --check nbs tests bench emailrouter mkdocs_hooks.py
 	$(BIN)/ruff check --isolated --select F821,F822,F823 emailrouter
 
 format: install   ## apply ruff's fixes and formatting to the notebooks, tests and benchmarks, then export
-	$(BIN)/ruff check --fix nbs tests bench emailrouter
-	$(BIN)/ruff format nbs tests bench emailrouter
+	$(BIN)/ruff check --fix nbs tests bench emailrouter mkdocs_hooks.py
+	$(BIN)/ruff format nbs tests bench emailrouter mkdocs_hooks.py
 	$(BIN)/nbdev_export
 
 nbtest: install   ## run every notebook's test cells on tiny data (nbdev_test)
@@ -70,4 +72,4 @@ notebooks: install   ## re-run every notebook in place with its slow cells, savi
 	$(BIN)/nbdev_clean
 
 clean:   ## remove the virtual environment and everything the demo and notebooks wrote
-	rm -rf $(VENV) _proc _docs _site .cache *.egg-info demo.parquet emailrouter-runs
+	rm -rf $(VENV) _proc _docs _docs_src _site .cache *.egg-info demo.parquet emailrouter-runs

@@ -185,7 +185,8 @@ def graph_router(model, graph, folder):
        Runtime's
     transformer optimiser fuses attention, LayerNorm and GELU first; not used by emailrouter, measured here to show
     why)."""
-    from emailrouter.model import FP32_FILE, ONNX_DIR, ONNX_FILE, EmailRouter, ort_session, quantize_int8
+    from emailrouter.export import quantize_int8
+    from emailrouter.model import FP32_FILE, ONNX_DIR, ONNX_FILE, EmailRouter, ort_session
 
     fp32 = model / ONNX_DIR / FP32_FILE
     path = model / ONNX_DIR / (ONNX_FILE if graph == "int8" else FP32_FILE)
@@ -211,7 +212,8 @@ def bench_model(name, model, gate_texts, gate_labels, texts, bodies, args, http_
     import torch
     from transformers import pipeline
 
-    from emailrouter.model import ONNX_DIR, PARITY_FILE, EmailRouter, export_onnx
+    from emailrouter.export import export_onnx
+    from emailrouter.model import ONNX_DIR, PARITY_FILE, EmailRouter
 
     if args.reexport or not (model / ONNX_DIR / PARITY_FILE).exists():
         try:

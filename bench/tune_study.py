@@ -33,9 +33,10 @@ from transformers import TrainerCallback
 from emailrouter.baseline import baseline_scores
 from emailrouter.core import load_settings, setup_logging
 from emailrouter.data import load_emails
+from emailrouter.studies import best_params, params_for, trials_frame
 from emailrouter.tracking import package_versions
 from emailrouter.train import BertParams, train
-from emailrouter.tune import best_params, params_for, trials_frame, tune
+from emailrouter.tune import tune
 
 HERE = Path(__file__).resolve().parent
 BANKING77 = HERE.parent.parent / "shared" / "data" / "banking77" / "train.csv"

@@ -78,7 +78,8 @@ def tiny_model(tmp_path_factory):
     int8 ONNX export, with the demo data it routes and throw-away settings. Its answers are noise; the plumbing is
     real."""
     from emailrouter.data import load_emails
-    from emailrouter.model import ROUTER_FILE, export_onnx
+    from emailrouter.export import export_onnx
+    from emailrouter.model import ROUTER_FILE
     from emailrouter.testing import scratch_settings, tiny_encoder
 
     root = tmp_path_factory.mktemp("tiny")
@@ -164,3 +165,20 @@ def pytest_collection_modifyitems(config, items):
             src = ""
         if item.module.__name__ in _SLOW_MODULES or names & {"slow_server"} or _STARTS_A_PROCESS.search(src):
             item.add_marker("slow")
+
+
+@pytest.fixture
+def api_client():
+    """A factory of test clients on the routing API: `api_client(model, **settings)` serves `model` with those
+    settings; `raise_errors=False` answers unexpected errors as the server does (a JSON 500) instead of raising them."""
+    from fastapi.testclient import TestClient
+
+    from emailrouter.core import load_settings
+    from emailrouter.serve import create_app
+
+    def make(model, raise_errors: bool = True, **settings):
+        return TestClient(
+            create_app(load_settings(model_uri=str(model), **settings)), raise_server_exceptions=raise_errors
+        )
+
+    return make

@@ -1,22 +1,15 @@
 """`emailrouter score-archive`, the batch scorer, as a user runs it: a folder of Parquet files of demo mails through a
 local Ray instance, and the bad input it must refuse without touching what is already there."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-EMAILROUTER = str(Path(sys.executable).parent / "emailrouter")
+from emailrouter.testing import run_cli
 
 
 def cli(*args, cwd):
-    env = {**os.environ, "EMAILROUTER_OUTPUT_DIR": str(cwd), "EMAILROUTER_PROGRESS": "false"}
-    return subprocess.run(
-        [EMAILROUTER, "--log-level", "WARNING", *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd
-    )
+    env = {"EMAILROUTER_OUTPUT_DIR": str(cwd), "EMAILROUTER_PROGRESS": "false"}
+    return run_cli("--log-level", "WARNING", *args, env=env, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from emailrouter.text import clean_email, mask_pii, strip_quotes
+from emailrouter.pii import mask_pii
+from emailrouter.text import clean_email, strip_quotes
 
 # Quote headers of clients and languages the generator never writes.
 THREADS = [

@@ -2,21 +2,13 @@
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-EXE = (
-    [sys.executable, "-m", "emailrouter.cli"]
-    if not Path(sys.executable).with_name("emailrouter").exists()
-    else [str(Path(sys.executable).with_name("emailrouter"))]
-)
+from emailrouter.testing import EMAILROUTER_CLI, run_cli
 
-
-def run(*args, env=None):
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+run = run_cli
 
 
 def test_demo_data_then_data(tmp_path):
@@ -73,7 +65,9 @@ def test_text_that_is_not_valid_unicode_is_reported_not_a_crash(tmp_path):
 
 def test_a_file_name_that_is_not_valid_unicode(tmp_path):
     "Non-UTF-8 bytes in a path arrive as surrogates (PEP 383); the error names the file without crashing."
-    r = subprocess.run([*EXE, "data", str(tmp_path).encode() + b"/caf\xe9.csv"], capture_output=True, timeout=300)
+    r = subprocess.run(
+        [EMAILROUTER_CLI, "data", str(tmp_path).encode() + b"/caf\xe9.csv"], capture_output=True, timeout=300
+    )
     assert r.returncode == 2 and b"no such file" in r.stderr and b"Traceback" not in r.stderr
 
 
@@ -139,7 +133,19 @@ def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
         "EMAILROUTER_MIN_EXAMPLES_PER_LABEL": "5",
     }
     p = subprocess.Popen(
-        [*EXE, "train", "demo:400", "--epochs", "12", "--patience", "0", "--batch-size", "8", "--max-length", "32"],
+        [
+            EMAILROUTER_CLI,
+            "train",
+            "demo:400",
+            "--epochs",
+            "12",
+            "--patience",
+            "0",
+            "--batch-size",
+            "8",
+            "--max-length",
+            "32",
+        ],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -162,7 +168,9 @@ def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
     assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == "interrupted (SIGTERM)", run.data.tags
     assert len(client.get_metric_history(run.info.run_id, "eval_macro_f1")) >= 1, "curves were streamed before the stop"
 
-    r = subprocess.run([*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [EMAILROUTER_CLI, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"resuming MLflow run {run.info.run_id}" in r.stdout and "resuming from checkpoint-" in r.stderr, (
         r.stdout + r.stderr
@@ -174,7 +182,7 @@ def test_sigterm_marks_the_run_and_resume_finishes_it(tmp_path):
     )
     assert client.get_model_version_by_alias(s.model_name, CHALLENGER).run_id == run.info.run_id
     run_cli = subprocess.run(
-        [*EXE, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [EMAILROUTER_CLI, "train", "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert run_cli.returncode == 2 and "no interrupted training run" in run_cli.stderr, run_cli.stderr
 

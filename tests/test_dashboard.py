@@ -6,7 +6,6 @@ folder."""
 
 import os
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,9 +15,8 @@ import numpy as np
 import pytest
 
 from emailrouter.predlog import FeedbackRow, PredictionLog, log_engine, prediction_row
-from emailrouter.testing import serve_process
+from emailrouter.testing import EMAILROUTER_CLI, serve_process
 
-EXE = str(Path(sys.executable).with_name("emailrouter"))
 START = datetime(2026, 3, 2)
 
 
@@ -65,7 +63,7 @@ def dashboard(tiny_model, tmp_path_factory):
         "EMAILROUTER_OUTPUT_DIR": str(root / "runs"),
         "EMAILROUTER_LOG_LEVEL": "WARNING",
     }
-    with serve_process([EXE, "dashboard", "--port", "{port}"], ready_path="/", env=env, cwd=root) as base:
+    with serve_process([EMAILROUTER_CLI, "dashboard", "--port", "{port}"], ready_path="/", env=env, cwd=root) as base:
         yield base
 
 
@@ -165,7 +163,7 @@ def test_login_required_when_configured(tiny_model, tmp_path):
     log says what that means."""
     env = _login_env(tiny_model, tmp_path)
     with serve_process(
-        [EXE, "dashboard", "--port", "{port}"],
+        [EMAILROUTER_CLI, "dashboard", "--port", "{port}"],
         ready_path="/_dash-layout",
         env=env,
         cwd=tmp_path,
@@ -196,7 +194,7 @@ def test_served_by_gunicorn_with_the_configured_session_key(tiny_model, tmp_path
     key = "dashboard-session-key-6f1c2b9e0d"
     env = {**_login_env(tiny_model, tmp_path), "EMAILROUTER_DASHBOARD_SECRET_KEY": key}
     with serve_process(
-        [EXE, "dashboard", "--port", "{port}", "--threads", "2"],
+        [EMAILROUTER_CLI, "dashboard", "--port", "{port}", "--threads", "2"],
         ready_path="/_dash-layout",
         env=env,
         cwd=tmp_path,
@@ -226,7 +224,7 @@ def test_threads_and_port_are_checked(tmp_path):
 
     def dashboard(*args):
         return subprocess.run(
-            [EXE, "dashboard", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+            [EMAILROUTER_CLI, "dashboard", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
         )
 
     p = dashboard("--threads", "0")
@@ -240,7 +238,7 @@ def test_threads_and_port_are_checked(tmp_path):
 
 def test_no_public_dashboard_without_login(tmp_path):
     p = subprocess.run(
-        [EXE, "dashboard", "--host", "0.0.0.0"],
+        [EMAILROUTER_CLI, "dashboard", "--host", "0.0.0.0"],
         capture_output=True,
         text=True,
         timeout=120,

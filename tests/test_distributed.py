@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from emailrouter.testing import EMAILROUTER_CLI
+
 BIN = Path(sys.executable).parent
 
 
@@ -44,9 +46,9 @@ def runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ddp")
     encoder = tiny_encoder(root / "encoder", "bert")
-    single = train([str(BIN / "emailrouter")], root / "single", root / "single-runs", encoder)
+    single = train([EMAILROUTER_CLI], root / "single", root / "single-runs", encoder)
     ddp = train(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python", str(BIN / "emailrouter")],
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python", EMAILROUTER_CLI],
         root / "ddp",
         root / "ddp-runs",
         encoder,
@@ -92,7 +94,5 @@ def test_same_shape_as_one_process(runs):
 
 def test_distributed_needs_one_folder(tmp_path):
     env = {**os.environ, "EMAILROUTER_OUTPUT_DIR": str(tmp_path), "RANK": "0", "WORLD_SIZE": "2"}
-    p = subprocess.run(
-        [str(BIN / "emailrouter"), "train", "demo:300"], capture_output=True, text=True, env=env, timeout=300
-    )
+    p = subprocess.run([EMAILROUTER_CLI, "train", "demo:300"], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 2 and "distributed training needs --out" in p.stderr

@@ -11,29 +11,23 @@ import time
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 import emailrouter.serve.inference as serve_inference
 from emailrouter.core import load_settings
 from emailrouter.model import ROUTER_FILE
 from emailrouter.serve import create_app
-from emailrouter.testing import serve_process, tiny_encoder
+from emailrouter.testing import EMAILROUTER_CLI, serve_process, tiny_encoder
 
 KEY = {"X-API-Key": "s3cret-key"}
 MAIL = {"subject": "Regning", "body": "Hej, min regning er for høj denne måned. Kan I se på det?"}
-EMAILROUTER = os.path.join(os.path.dirname(sys.executable), "emailrouter")
-
-
-def client_for(model, **kw):
-    return TestClient(create_app(load_settings(model_uri=str(model), **kw)), raise_server_exceptions=False)
 
 
 # ---------------------------------------------------------------- mail that is expensive to clean
 
 
-def test_a_mail_of_block_tags_is_answered_not_a_freeze(tiny_model):
+def test_a_mail_of_block_tags_is_answered_not_a_freeze(api_client, tiny_model):
     "The probe's mail: 15,000 empty paragraphs (45 KB). Cleaning is linear, so it is a quick, clear 422."
-    with client_for(tiny_model.model_dir) as c:
+    with api_client(tiny_model.model_dir, raise_errors=False) as c:
         r = c.post("/predict", json={"subject": "Regning", "body": "<p>" * 15_000})
         assert r.status_code == 422 and "no text once HTML markup" in r.json()["error"]
         r = c.post("/predict", json={"subject": "Regning", "body": "<p>" * 15_000 + "Min regning er for høj"})
@@ -73,28 +67,28 @@ def _busy(seconds: float):
         pass
 
 
-def test_a_mail_over_the_cleaning_budget_is_a_clear_422(tiny_model, monkeypatch):
+def test_a_mail_over_the_cleaning_budget_is_a_clear_422(api_client, tiny_model, monkeypatch):
     real = serve_inference.clean_email
     monkeypatch.setattr(serve_inference, "clean_email", lambda s, b: (_busy(0.5), real(s, b))[1])
     monkeypatch.setattr(
         serve_inference.Cleaner, "WAIT_BUDGETS", 50
     )  # a loaded CI machine must not make it a wait (503)
-    with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
+    with api_client(tiny_model.model_dir, raise_errors=False, clean_timeout_ms=100) as c:
         r = c.post("/predict/batch", json={"emails": [MAIL, MAIL]})
         assert r.status_code == 422
         assert "emails[0].body could not be cleaned within EMAILROUTER_CLEAN_TIMEOUT_MS=100 ms" in r.json()["error"]
 
 
-def test_a_mail_that_only_waits_for_the_cpu_is_not_blamed(tiny_model, monkeypatch):
+def test_a_mail_that_only_waits_for_the_cpu_is_not_blamed(api_client, tiny_model, monkeypatch):
     "Time a mail spends waiting behind other work (here asleep, using no CPU) is the server's, not the sender's."
     real = serve_inference.clean_email
     monkeypatch.setattr(serve_inference, "clean_email", lambda s, b: (time.sleep(0.3), real(s, b))[1])
     monkeypatch.setattr(serve_inference.Cleaner, "WAIT_BUDGETS", 20)
-    with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
+    with api_client(tiny_model.model_dir, raise_errors=False, clean_timeout_ms=100) as c:
         assert c.post("/predict", json=MAIL).status_code == 200  # 3 budgets of waiting: cleaned and answered
     monkeypatch.setattr(serve_inference, "clean_email", lambda s, b: (time.sleep(1.0), real(s, b))[1])
     monkeypatch.setattr(serve_inference.Cleaner, "WAIT_BUDGETS", 5)
-    with client_for(tiny_model.model_dir, clean_timeout_ms=100) as c:
+    with api_client(tiny_model.model_dir, raise_errors=False, clean_timeout_ms=100) as c:
         r = c.post("/predict", json=MAIL)  # 10 budgets: busy, retry; not a 422
         assert r.status_code == 503 and "server busy" in r.json()["error"]
 
@@ -107,7 +101,7 @@ def test_an_empty_api_key_refuses_to_start(tiny_model, tmp_path, start):
     cmd = (
         [sys.executable, "-m", "uvicorn", "emailrouter.serve:app", "--port", "0"]
         if start == "uvicorn"
-        else [EMAILROUTER, "serve", "--port", "0"]
+        else [EMAILROUTER_CLI, "serve", "--port", "0"]
     )
     env = {**os.environ, "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir), "EMAILROUTER_API_KEY": "  "}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
@@ -118,11 +112,11 @@ def test_an_empty_api_key_refuses_to_start(tiny_model, tmp_path, start):
 
 def test_the_server_says_whether_authentication_is_on(tiny_model, tmp_path):
     env = {"EMAILROUTER_MODEL_URI": str(tiny_model.model_dir), "EMAILROUTER_LOG_URL": ""}
-    with serve_process([EMAILROUTER, "serve", "--port", "{port}"], env=env, cwd=tmp_path) as url:
+    with serve_process([EMAILROUTER_CLI, "serve", "--port", "{port}"], env=env, cwd=tmp_path) as url:
         assert httpx.post(url + "/predict", json=MAIL, timeout=30).status_code == 200
     assert "authentication is OFF: EMAILROUTER_API_KEY is not set" in url.proc.stdout.read()
     with serve_process(
-        [EMAILROUTER, "serve", "--port", "{port}"], env={**env, "EMAILROUTER_API_KEY": "s3cret-key"}, cwd=tmp_path
+        [EMAILROUTER_CLI, "serve", "--port", "{port}"], env={**env, "EMAILROUTER_API_KEY": "s3cret-key"}, cwd=tmp_path
     ) as url:
         assert httpx.post(url + "/predict", json=MAIL, timeout=30).status_code == 401
         assert httpx.post(url + "/predict", json=MAIL, headers=KEY, timeout=30).status_code == 200
@@ -133,7 +127,7 @@ def test_the_server_says_whether_authentication_is_on(tiny_model, tmp_path):
 # ---------------------------------------------------------------- feedback and request ids
 
 
-def test_feedback_is_checked_against_the_model_that_answered(tiny_model, tmp_path):
+def test_feedback_is_checked_against_the_model_that_answered(api_client, tiny_model, tmp_path):
     "After a reload to a model with other queues, an older answer keeps its own queues for feedback."
     old_queues = tiny_model.data.unique_tags
     new_queues = ["flytning_ny", "regning", "tv"]
@@ -142,7 +136,7 @@ def test_feedback_is_checked_against_the_model_that_answered(tiny_model, tmp_pat
     serving = tmp_path / "serving"
     serving.symlink_to(tiny_model.model_dir, target_is_directory=True)
     only_old = next(q for q in old_queues if q not in new_queues)
-    with client_for(serving, log_flush_seconds=0.05) as c:
+    with api_client(serving, raise_errors=False, log_flush_seconds=0.05) as c:
         old_rid = c.post("/predict", json=MAIL).json()["request_id"]
         assert c.app.state.recorder.log.flush()
         serving.unlink()
@@ -157,9 +151,9 @@ def test_feedback_is_checked_against_the_model_that_answered(tiny_model, tmp_pat
         assert c.post("/feedback", json={"request_id": new_rid, "true_queue": only_old}).status_code == 422
 
 
-def test_a_reused_request_id_is_refused_before_answering(tiny_model, tmp_path):
+def test_a_reused_request_id_is_refused_before_answering(api_client, tiny_model, tmp_path):
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
-    with client_for(tiny_model.model_dir, log_url=log_url, log_flush_seconds=0.05) as c:
+    with api_client(tiny_model.model_dir, raise_errors=False, log_url=log_url, log_flush_seconds=0.05) as c:
         first = c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-1"})
         assert first.status_code == 200
         again = c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-1"})
@@ -176,16 +170,16 @@ def test_a_reused_request_id_is_refused_before_answering(tiny_model, tmp_path):
         assert c.app.state.recorder.log.flush()
         assert c.app.state.recorder.log.stats["rejected"] == 0
     # a restarted server knows the ids from the log
-    with client_for(tiny_model.model_dir, log_url=log_url) as c:
+    with api_client(tiny_model.model_dir, raise_errors=False, log_url=log_url) as c:
         assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-1"}).status_code == 409
         assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-3"}).status_code == 200
 
 
-def test_request_ids_are_unchecked_but_served_when_the_log_is_down(tiny_model, tmp_path, caplog):
+def test_request_ids_are_unchecked_but_served_when_the_log_is_down(api_client, tiny_model, tmp_path, caplog):
     "A log database that cannot be asked costs the check, never the prediction."
     bad = tmp_path / "file"
     bad.write_text("not a folder")
-    with client_for(tiny_model.model_dir, log_url=f"sqlite:///{bad}/log.db") as c:
+    with api_client(tiny_model.model_dir, raise_errors=False, log_url=f"sqlite:///{bad}/log.db") as c:
         assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-9"}).status_code == 200
         assert (
             c.post("/predict", json=MAIL, headers={"X-Request-ID": "mail-9"}).status_code == 409
@@ -193,8 +187,8 @@ def test_request_ids_are_unchecked_but_served_when_the_log_is_down(tiny_model, t
     assert "request ids not checked against the log" in caplog.text
 
 
-def test_request_ids_without_a_log_are_remembered_within_bounds(tiny_model):
-    with client_for(tiny_model.model_dir, log_url="", log_queue_size=3) as c:
+def test_request_ids_without_a_log_are_remembered_within_bounds(api_client, tiny_model):
+    with api_client(tiny_model.model_dir, raise_errors=False, log_url="", log_queue_size=3) as c:
         for i in range(20):
             assert c.post("/predict", json=MAIL, headers={"X-Request-ID": f"m-{i}"}).status_code == 200
         assert c.post("/predict", json=MAIL, headers={"X-Request-ID": "m-19"}).status_code == 409
@@ -223,8 +217,8 @@ def test_request_ids_without_a_log_are_remembered_within_bounds(tiny_model):
         ("POST", "/predict", b"body=hej", "application/x-www-form-urlencoded", 415, "as JSON"),
     ],
 )
-def test_every_error_has_the_documented_shape(tiny_model, method, path, content, ctype, status, words):
-    with client_for(tiny_model.model_dir) as c:
+def test_every_error_has_the_documented_shape(api_client, tiny_model, method, path, content, ctype, status, words):
+    with api_client(tiny_model.model_dir, raise_errors=False) as c:
         r = c.request(method, path, content=content, headers={"content-type": ctype} if ctype else {})
         assert r.status_code == status, r.text
         body = r.json()
@@ -232,8 +226,8 @@ def test_every_error_has_the_documented_shape(tiny_model, method, path, content,
         assert '"13"' not in r.text and '"11"' not in r.text
 
 
-def test_openapi_declares_the_key_so_swagger_can_send_it(tiny_model):
-    with client_for(tiny_model.model_dir, api_key="s3cret-key") as c:
+def test_openapi_declares_the_key_so_swagger_can_send_it(api_client, tiny_model):
+    with api_client(tiny_model.model_dir, raise_errors=False, api_key="s3cret-key") as c:
         spec = c.get("/openapi.json").json()
         schemes = spec["components"]["securitySchemes"]
         assert schemes["X-API-Key"] == {
@@ -273,7 +267,9 @@ def slow_server(tiny_model, tmp_path_factory):
         "EMAILROUTER_KEEPALIVE_SECONDS": "1",
         "EMAILROUTER_LOG_URL": "",
     }
-    with serve_process([EMAILROUTER, "serve", "--port", "{port}"], env=env, cwd=tmp_path_factory.mktemp("slow")) as url:
+    with serve_process(
+        [EMAILROUTER_CLI, "serve", "--port", "{port}"], env=env, cwd=tmp_path_factory.mktemp("slow")
+    ) as url:
         yield url
 
 

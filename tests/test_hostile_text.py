@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emailrouter.pii import mask_pii
 from emailrouter.text import (
     MAX_HTML_TAGS,
     clean_email,
@@ -19,7 +20,6 @@ from emailrouter.text import (
     html_text,
     html_to_text,
     looks_like_html,
-    mask_pii,
     normalise,
     strip_quotes,
     strip_signature,

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from emailrouter.core import load_settings
-from emailrouter.data import DataError, load_emails, read_source
+from emailrouter.data import DataError, load_emails
+from emailrouter.sources import read_source
 
 QUEUES = ["regning", "flytning", "teknisk_bredbaand"]
 BODIES = {

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from emailrouter.core import load_settings
-from emailrouter.data import DataError, load_emails, read_source, validate_emails
+from emailrouter.data import DataError, load_emails, validate_emails
+from emailrouter.sources import read_source
 
 
 def _frame(n_per=12, queues=("regning", "tv", "mobil")):

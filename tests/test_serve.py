@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from emailrouter.core import load_settings
 from emailrouter.serve import create_app
-from emailrouter.testing import serve_process
+from emailrouter.testing import EMAILROUTER_CLI, serve_process
 
 KEY = {"X-API-Key": "s3cret-key"}
 MAIL = {
@@ -26,13 +26,9 @@ MAIL = {
 }
 
 
-def client_for(model_dir, **kw):
-    return TestClient(create_app(load_settings(model_uri=str(model_dir), **kw)))
-
-
 @pytest.fixture
-def client(tiny_model):
-    with client_for(tiny_model.model_dir, confidence_threshold=0.0) as c:
+def client(api_client, tiny_model):
+    with api_client(tiny_model.model_dir, confidence_threshold=0.0) as c:
         yield c
 
 
@@ -60,15 +56,15 @@ def test_same_answer_as_the_router(client, tiny_model):
     assert got["queue"] == want["queue"] and abs(got["score"] - want["score"]) < 1e-5
 
 
-def test_threshold_routes_to_manual_review(tiny_model):
-    with client_for(tiny_model.model_dir, confidence_threshold=1.0, review_queue="til_manuel") as c:
+def test_threshold_routes_to_manual_review(api_client, tiny_model):
+    with api_client(tiny_model.model_dir, confidence_threshold=1.0, review_queue="til_manuel") as c:
         p = c.post("/predict", json=MAIL).json()
         assert p["route"] == "til_manuel" and p["queue"] != "til_manuel"
         metrics = c.get("/metrics").text
         assert "emailrouter_manual_review_share 1.0" in metrics and "emailrouter_manual_review_total 1.0" in metrics
 
 
-def test_the_models_own_thresholds_route(tiny_model, tmp_path):
+def test_the_models_own_thresholds_route(api_client, tiny_model, tmp_path):
     "Thresholds stored with the model decide the route per predicted queue; the setting overrides them when given."
     import shutil
 
@@ -80,20 +76,20 @@ def test_the_models_own_thresholds_route(tiny_model, tmp_path):
     meta = json.loads((model / ROUTER_FILE).read_text())
     meta.update(temperature=0.5, thresholds={"global": 0.0, "per_queue": {queue: 1.0}})
     (model / ROUTER_FILE).write_text(json.dumps(meta))
-    with client_for(model) as c:
+    with api_client(model) as c:
         p = c.post("/predict", json=MAIL).json()
         assert p["queue"] == queue and p["route"] == "manuel_behandling"  # its queue's threshold is 1.0
         assert (
             c.get("/model").json()["thresholds"]["per_queue"] == {queue: 1.0}
             and c.get("/model").json()["temperature"] == 0.5
         )
-    with client_for(model, confidence_threshold=0.0) as c:
+    with api_client(model, confidence_threshold=0.0) as c:
         assert c.post("/predict", json=MAIL).json()["route"] == queue  # one number for all queues, set by the operator
     sharper = EmailRouter(model).route([MAIL])[0]["score"]
     assert sharper > EmailRouter(tiny_model.model_dir).route([MAIL])[0]["score"]  # temperature 0.5 sharpens the scores
 
 
-def test_backend_auto_serves_the_gated_export_or_falls_back(tiny_model, tmp_path, caplog):
+def test_backend_auto_serves_the_gated_export_or_falls_back(api_client, tiny_model, tmp_path, caplog):
     """auto serves the ONNX variant the export gate kept; with the export refused it serves PyTorch and logs why;
     onnx refuses."""
     import shutil
@@ -103,17 +99,17 @@ def test_backend_auto_serves_the_gated_export_or_falls_back(tiny_model, tmp_path
     model = tmp_path / "m"
     shutil.copytree(tiny_model.model_dir, model)
     kept = json.loads((model / ONNX_DIR / PARITY_FILE).read_text())["variant"]
-    with client_for(model) as c:
+    with api_client(model) as c:
         info = c.get("/model").json()
         assert (info["backend"], info["variant"]) == ("onnx", kept)
         assert c.post("/predict", json=MAIL).status_code == 200
     (model / ONNX_DIR / PARITY_FILE).write_text(json.dumps({"refused": "int8: top-1 agreement 0.9 < 0.995"}))
-    with caplog.at_level(logging.WARNING, logger="emailrouter.model"), client_for(model) as c:
+    with caplog.at_level(logging.WARNING, logger="emailrouter.model"), api_client(model) as c:
         info = c.get("/model").json()
         assert (info["backend"], info["variant"]) == ("torch", "torch")
         assert c.post("/predict", json=MAIL).status_code == 200
     assert any("serving with PyTorch" in r.getMessage() and "agreement 0.9" in r.getMessage() for r in caplog.records)
-    with pytest.raises(Exception, match="the export was refused"), client_for(model, serve_backend="onnx"):
+    with pytest.raises(Exception, match="the export was refused"), api_client(model, serve_backend="onnx"):
         pass
 
 
@@ -156,10 +152,10 @@ def test_bad_input_is_4xx_with_a_reason(client, payload, status, words):
     assert r.json()["error"]
 
 
-def test_streamed_body_over_the_limit_and_an_unexpected_error(tiny_model):
+def test_streamed_body_over_the_limit_and_an_unexpected_error(api_client, tiny_model):
     """A body sent in chunks without a length is still cut at the limit; a failure inside gives a JSON 500 naming the
     request."""
-    with client_for(tiny_model.model_dir) as c:
+    with api_client(tiny_model.model_dir) as c:
         r = c.post("/predict", content=(b"x" * 10_000 for _ in range(20)), headers={"content-type": "application/json"})
         assert r.status_code == 413 and "over" in r.json()["error"]
 
@@ -191,8 +187,8 @@ def test_overlong_text_is_truncated_not_refused(client):
     assert client.post("/predict", json={"body": body}).status_code == 200
 
 
-def test_batch_limits(tiny_model):
-    with client_for(tiny_model.model_dir, max_batch_items=3) as c:
+def test_batch_limits(api_client, tiny_model):
+    with api_client(tiny_model.model_dir, max_batch_items=3) as c:
         r = c.post("/predict/batch", json={"emails": [{"body": "hej"}] * 4})
         assert r.status_code == 413 and "MAX_BATCH_ITEMS=3" in r.json()["error"]
         assert c.post("/predict/batch", json={"emails": []}).status_code == 422
@@ -200,13 +196,13 @@ def test_batch_limits(tiny_model):
         assert r.status_code == 422 and "emails[1].body" in r.json()["error"]
 
 
-def test_lax_input_ignores_unknown_fields(tiny_model):
-    with client_for(tiny_model.model_dir, strict_input=False) as c:
+def test_lax_input_ignores_unknown_fields(api_client, tiny_model):
+    with api_client(tiny_model.model_dir, strict_input=False) as c:
         assert c.post("/predict", json={"body": "Min regning", "x-mailer": "Outlook"}).status_code == 200
 
 
-def test_api_key(tiny_model):
-    with client_for(tiny_model.model_dir, api_key="s3cret-key") as c:
+def test_api_key(api_client, tiny_model):
+    with api_client(tiny_model.model_dir, api_key="s3cret-key") as c:
         assert c.post("/predict", json=MAIL).status_code == 401
         assert c.post("/predict", json=MAIL, headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.post("/predict", json=MAIL, headers=KEY).status_code == 200
@@ -273,12 +269,12 @@ def test_registry_alias_and_hot_reload(tiny_model, tmp_path):
         assert c.post("/predict", json=MAIL).json()["model"]["version"] == "2"
 
 
-def test_reload_failure_keeps_serving(tiny_model, tmp_path):
+def test_reload_failure_keeps_serving(api_client, tiny_model, tmp_path):
     import shutil
 
     model = tmp_path / "m"
     shutil.copytree(tiny_model.model_dir, model)
-    with client_for(model) as c:
+    with api_client(model) as c:
         (model / "config.json").unlink()
         r = c.post("/admin/reload")
         assert r.status_code == 409 and "still serving" in r.json()["error"]
@@ -306,12 +302,11 @@ def test_missing_model_exits_with_one_line(tmp_path):
 
 def test_cli_serve_with_two_workers(tiny_model, tmp_path):
     "`emailrouter serve --workers 2`: the supervisor only checks the model; each worker loads and serves it."
-    emailrouter = os.path.join(os.path.dirname(sys.executable), "emailrouter")
     env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir)}
-    with serve_process([emailrouter, "serve", "--workers", "2", "--port", "{port}"], env=env, cwd=tmp_path) as url:
+    with serve_process([EMAILROUTER_CLI, "serve", "--workers", "2", "--port", "{port}"], env=env, cwd=tmp_path) as url:
         assert httpx.post(url + "/predict", json=MAIL, timeout=30).status_code == 200
     p = subprocess.run(
-        [emailrouter, "serve", "--workers", "2", "--model", str(tmp_path / "none")],
+        [EMAILROUTER_CLI, "serve", "--workers", "2", "--model", str(tmp_path / "none")],
         capture_output=True,
         text=True,
         env={**os.environ, **env},

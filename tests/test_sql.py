@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from emailrouter.core import load_settings
-from emailrouter.data import DataError, load_emails, read_source
+from emailrouter.data import DataError, load_emails
+from emailrouter.sources import read_source
 
 ROWS = pd.DataFrame(
     {
