@@ -1,5 +1,5 @@
-"""Cleaning hostile mail: time of `clean_email` on HTML of 1,000 to 100,000 block tags, and masking recall on generated
-bank, card and CPR numbers written the ways customers write them.
+"""Cleaning hostile mail: time of `clean_email` on HTML of 1,000 to 100,000 block tags, and masking recall on
+generated bank, card and CPR numbers written the ways customers write them.
 
 1. time: `clean_email("Regning", "<p>" * n)` and `clean_email("Regning", "<div>x</div>" * n)` for n = 1,000, 10,000 and
    100,000 block tags (the best of a few runs), whether the HTML limits (`MAX_HTML_TAGS`, `MAX_HTML_CHARS`) cut the

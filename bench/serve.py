@@ -7,8 +7,7 @@ For each model given (a demo-inbox model, and a BANKING77 model with --banking77
    on held-out texts;
 2. model only, on cleaned held-out texts: mails/s and single-mail p50/p99 for the pipeline (batches of 32), PyTorch and
    each ONNX variant, in batches of 32 in arrival order (padded to the longest of the 32) and in length-sorted
-   batches cut
-   by a token budget (what `EmailRouter` does);
+   batches cut by a token budget (what `EmailRouter` does);
 3. HTTP: wrk with N connections for S seconds on raw mails cycled (HTML, quoted threads for the demo inbox), against
    `uvicorn emailrouter.serve:app` (gated backend, micro-batching, prediction log on, as in production) in a few
    configurations, and against a server that calls the pipeline once per request (bench/baseline_app.py).
@@ -182,9 +181,8 @@ def serve_and_load(args_cmd, env, bodies, clients, seconds, warm=64):
 
 def graph_router(model, graph, folder):
     """A router on one ONNX graph of `model`'s export, whatever the gate kept: 'int8', 'fp32', or 'int8 fused' (ONNX
-       Runtime's
-    transformer optimiser fuses attention, LayerNorm and GELU first; not used by emailrouter, measured here to show
-    why)."""
+    Runtime's transformer optimiser fuses attention, LayerNorm and GELU first; not used by emailrouter, measured here
+    to show why)."""
     from emailrouter.export import quantize_int8
     from emailrouter.model import FP32_FILE, ONNX_DIR, ONNX_FILE, EmailRouter, ort_session
 

@@ -3,8 +3,8 @@
 For each dataset (BANKING77's training split with our own stratified 80/10/10 split, or the demo inbox with its time
 split), in one process and on the same split:
   1. TF-IDF + logistic regression, fitted on train;
-  2. the untuned defaults fine-tuned (time per epoch, time to reach the baseline's validation accuracy, peak GPU
-  memory);
+  2. the untuned defaults fine-tuned (time per epoch, time to reach the baseline's validation accuracy, peak
+     GPU memory);
   3. `emailrouter.tune.tune` with the default search space, median pruning and validation macro-F1, for --budget-min;
   4. the best trial's configuration retrained from scratch.
 The held-out test split is scored only in 1, 2 and 4. Results go to OUT/<name>-results.json and the study's trials to
@@ -145,8 +145,7 @@ def study_json(study):
 
 def latency_space(trial):
     """A search space for the accuracy/latency trade-off on 2 CPU cores: input length (what latency depends on), and
-       the few
-    knobs that decide accuracy at a given length, with short schedules so that a study on 2 cores sees several
+    the few knobs that decide accuracy at a given length, with short schedules so that a study on 2 cores sees several
     lengths."""
     return {
         "max_length": trial.suggest_categorical("max_length", [32, 64, 128, 256]),

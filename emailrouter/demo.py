@@ -327,10 +327,9 @@ def _label_noise(df: pd.DataFrame, rng: random.Random, rate: float) -> pd.Series
 def make_demo_corpus(
     n: int = 5000, seed: int = DEFAULT_SEED, noise_rate: float = 0.065, messy: bool = True
 ) -> pd.DataFrame:
-    """`n` labelled mails of a Danish telecom's inbox with ground truth, the same for the same `seed`. `noise_rate`
-       of the
-    labels are wrong (`label_noise`, the truth in `true_queue`); with `messy`, ~1.5% of rows are export noise: resent
-    duplicates, the same mail under two queues, image-only or empty bodies."""
+    """`n` labelled mails of a Danish telecom's inbox with ground truth, the same for the same `seed`. `noise_rate` of
+    the labels are wrong (`label_noise`, the truth in `true_queue`); with `messy`, ~1.5% of rows are export noise:
+    resent duplicates, the same mail under two queues, image-only or empty bodies."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if not 0 <= noise_rate < 0.5:

@@ -90,10 +90,9 @@ def _gate(
 
 def _rescore_gate(near: np.ndarray, probs: dict[str, np.ndarray], gate) -> dict[str, Any]:
     """The `int8+fp32` variant's gate: texts whose int8 top-two margin (`near`) is under a margin take fp32's scores.
-       The
-    smallest margin of `RESCORE_MARGINS` that passes while at most `MAX_RESCORED` of the texts are scored twice, then
-    one
-    step up as headroom for mail the gate did not see; the last one tried, with its refusal, when none passes."""
+    The smallest margin of `RESCORE_MARGINS` that passes while at most `MAX_RESCORED` of the texts are scored twice,
+    then one step up as headroom for mail the gate did not see; the last one tried, with its refusal, when none
+    passes."""
 
     def at(m):
         share = float((near < m).mean())

@@ -44,8 +44,7 @@ def encode(
     counts: bool = False,
 ) -> dict | tuple[dict, list[int]]:
     """Token ids and attention masks for `texts`, cut to `max_length` by head or head+tail truncation; with `counts`,
-       also
-    each text's token count before the cut (one tokenizer call either way)."""
+    also each text's token count before the cut (one tokenizer call either way)."""
     n_pre, n_post = map(len, special_tokens(tokenizer))
     budget = max_length - n_pre - n_post
     head = budget if truncation == "head" else int(round(budget * head_share))
@@ -204,8 +203,7 @@ class EmailRouter:
 
     def predict_logits(self, texts: list[str]) -> np.ndarray:
         """Raw logits (n, num_labels) for already-cleaned texts, tokenised in one call and scored in length-sorted
-           batches;
-        with the `int8+fp32` export, near ties are scored again in fp32."""
+        batches; with the `int8+fp32` export, near ties are scored again in fp32."""
         return self._predict(texts)[0]
 
     def score(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:

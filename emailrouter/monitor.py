@@ -184,11 +184,9 @@ def drift_report(
     text_sample: int = 2000,
     training_shares: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """The drift checks of `current` against `reference` (two `read_log` frames): score, threshold, alert, and a
-       note; the text
-    check reads `text_sample` mails a side. With `training_shares` (the model's training queue shares), predicted
-    queues are
-    also compared with the training split."""
+    """The drift checks of `current` against `reference` (two `read_log` frames): score, threshold, alert, and a note;
+    the text check reads `text_sample` mails a side. With `training_shares` (the model's training queue shares),
+    predicted queues are also compared with the training split."""
     from scipy.stats import ks_2samp
 
     rows = []

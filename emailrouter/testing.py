@@ -26,8 +26,7 @@ __all__ = ['EMAILROUTER_CLI', 'tiny_encoder', 'scratch_settings', 'free_port', '
 # %% ../nbs/10_testing.ipynb #3f99d599
 def tiny_encoder(folder: str | Path, arch: str = "convbert", labels: list[str] | None = None, seed: int = 0) -> Path:
     """Save a tiny random encoder and its tokenizer to `folder`: `arch` "convbert" (cased tokenizer) or "bert"
-       (uncased).
-    With `labels`, a sequence classifier for those queues."""
+    (uncased). With `labels`, a sequence classifier for those queues."""
     import torch
     from transformers import (
         AutoTokenizer,

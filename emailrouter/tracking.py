@@ -188,9 +188,8 @@ def log_training(
     run_id: str | None = None,
 ) -> TrackedModel:
     """Log one finished training to MLflow: `params`, per-step `history` (Trainer log entries), final `metrics`,
-       reports from
-    `predictions` ({split: (predicted ids, true ids)}) and the model folder as a pyfunc, registered as the challenger.
-    With `run_id` (a run `open_run` opened) the run is completed and marked FINISHED."""
+    reports from `predictions` ({split: (predicted ids, true ids)}) and the model folder as a pyfunc, registered as
+    the challenger. With `run_id` (a run `open_run` opened) the run is completed and marked FINISHED."""
     from emailrouter.metrics import (
         confusion_figure,  # plotting and scikit-learn only where a run is logged
         queue_report,

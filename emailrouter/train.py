@@ -51,6 +51,7 @@ from emailrouter.model import (
     calibrate,
     encode,
     softmax,
+    threshold_ids,
 )
 from .tracking import EPOCH_METRICS, TrackedModel, log_training
 
@@ -58,7 +59,7 @@ log = logging.getLogger("emailrouter.train")
 
 # %% auto #0
 __all__ = ['log', 'BertParams', 'gpu_training_args', 'distributed', 'device_setup', 'class_weights', 'StopOnNaN', 'MlflowLive',
-           'RouterTrainer', 'TrainResult', 'tokenize_splits', 'last_complete_checkpoint', 'train']
+           'RouterTrainer', 'TrainResult', 'tokenize_splits', 'last_complete_checkpoint', 'training_arguments', 'train']
 
 # %% ../nbs/15_train.ipynb #4e11c3e9
 @dataclass
@@ -213,8 +214,7 @@ class MlflowLive(TrainerCallback):
 # %% ../nbs/15_train.ipynb #5955f78c
 def _readable(folder: Path):
     """Give every file in `folder` the read bits the umask allows: safetensors writes its weights readable by their
-       owner
-    only, so a server running as another user (as in the serving image) could not load a model trained here."""
+    owner only, so a server running as another user (as in the serving image) could not load a model trained here."""
     mask = os.umask(0)
     os.umask(mask)
     for f in folder.rglob("*"):
@@ -256,13 +256,9 @@ class TrainResult:
     precision: str
     train_seconds: float
     train_samples_per_second: float
-    history: list[dict] = field(
-        default_factory=list, repr=False
-    )  # the Trainer's log entries (loss, eval metrics) by step
+    history: list[dict] = field(default_factory=list, repr=False)  # the Trainer's log entries by step
     trainer: Trainer | None = field(default=None, repr=False)
-    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(
-        default_factory=dict, repr=False
-    )  # split: (pred, true)
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)  # split: pred, true
 
     def summary(self) -> pd.DataFrame:
         "Accuracy and macro-F1 of the fine-tuned model and of the baseline, per split."
@@ -327,6 +323,74 @@ def last_complete_checkpoint(folder: str | Path) -> str | None:
     return None
 
 
+def training_arguments(
+    out: Path, params: BertParams, n_train: int, max_steps: int | None, progress: bool, device_args: dict
+) -> TrainingArguments:
+    """The `Trainer`'s arguments: checkpoints in `out`, evaluation and saving each epoch (or after `max_steps`), the
+    best validation macro-F1 kept, batches grouped by length."""
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=params.epochs,
+        max_steps=max_steps or -1,
+        learning_rate=params.learning_rate,
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.eval_batch_size,
+        warmup_steps=params.warmup_ratio,
+        weight_decay=params.weight_decay,
+        seed=params.seed,
+        data_seed=params.seed,
+        eval_strategy="steps" if max_steps else "epoch",
+        save_strategy="steps" if max_steps else "epoch",
+        eval_steps=max_steps,
+        save_steps=max_steps,
+        logging_strategy="steps",
+        logging_steps=max(1, math.ceil(n_train / params.batch_size / 4)),
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        save_total_limit=2,
+        save_only_model=False,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        report_to="none",
+        disable_tqdm=not progress,
+        **device_args,
+    )
+
+
+def _calibration_metrics(
+    model_dir: Path, logits: dict, predictions: dict, splits, names: list[str], s: Settings
+) -> dict:
+    "Calibrate the model on validation logits; each split's calibration error before and after, coverage and accuracy."
+    cal = calibrate(
+        model_dir, logits["validation"], predictions["validation"][1], s.target_accuracy, s.min_queue_support
+    )
+    ids = threshold_ids(cal["thresholds"], list(names))
+    out = {"temperature": cal["temperature"]}
+    for split in splits:
+        m = route_metrics(softmax(logits[split], cal["temperature"]), predictions[split][1], threshold=ids)
+        out.update(
+            {
+                f"{split}_ece": m["ece"],
+                f"{split}_ece_raw": route_metrics(softmax(logits[split]), predictions[split][1])["ece"],
+                f"{split}_coverage": m["coverage"],
+                f"{split}_routed_accuracy": m["routed_accuracy"],
+            }
+        )
+    return out
+
+
+def _export_metrics(model_dir: Path, data: EmailData) -> dict:
+    "Export the model to ONNX, gated on the validation split; the gate's figures as `onnx_*` metrics, refused or not."
+    val = data.splits["validation"]
+    try:
+        parity = export_onnx(model_dir, val["text"], val["label"])
+    except OnnxParityError as e:
+        log.warning("ONNX export refused: %s", e)
+        parity = json.loads((model_dir / ONNX_DIR / PARITY_FILE).read_text())
+    return {f"onnx_{k}": float(v) for k, v in parity.items() if isinstance(v, (int, float))}
+
+
 def train(
     data: EmailData,
     params: BertParams | None = None,
@@ -341,12 +405,11 @@ def train(
     callbacks: list[TrainerCallback] | None = None,
     resume: bool = False,
 ) -> TrainResult:
-    """Fine-tune the base model on `data`; returns the best model's folder and metrics. With `onnx`, the model is
-    also exported to ONNX for CPU serving, the fastest variant that keeps PyTorch's answers on the validation
-    split (`onnx_*` metrics);
-    with `baseline`, TF-IDF + LR is fitted on the same split (`baseline_*` metrics). Tuning trials switch off the
-    test split (`evaluate_test`), calibration and both extras, and add their own `callbacks`. With `resume`, training
-    continues from the last checkpoint in `output_dir` (optimizer, scheduler and step included)."""
+    """Fine-tune the base model on `data`; returns the best model's folder and metrics. With `onnx`, the model is also
+    exported to ONNX for CPU serving, the fastest variant that keeps PyTorch's answers on the validation split
+    (`onnx_*` metrics); with `baseline`, TF-IDF + LR is fitted on the same split (`baseline_*` metrics). Tuning trials
+    switch off the test split (`evaluate_test`), calibration and both extras, and add their own `callbacks`. With
+    `resume`, training continues from the last checkpoint in `output_dir` (optimizer, scheduler and step included)."""
     s = settings or load_settings()
     params = params or BertParams.from_data(data, s)
     if list(params.unique_tags) != list(data.unique_tags):
@@ -375,34 +438,7 @@ def train(
                 ignore_mismatched_sizes=True,
             )
 
-        args = TrainingArguments(
-            output_dir=str(out / "checkpoints"),
-            num_train_epochs=params.epochs,
-            max_steps=max_steps or -1,
-            learning_rate=params.learning_rate,
-            per_device_train_batch_size=params.batch_size,
-            per_device_eval_batch_size=params.eval_batch_size,
-            warmup_steps=params.warmup_ratio,
-            weight_decay=params.weight_decay,
-            seed=params.seed,
-            data_seed=params.seed,
-            eval_strategy="steps" if max_steps else "epoch",
-            save_strategy="steps" if max_steps else "epoch",
-            eval_steps=max_steps,
-            save_steps=max_steps,
-            logging_strategy="steps",
-            logging_steps=max(1, math.ceil(len(ds["train"]) / params.batch_size / 4)),
-            load_best_model_at_end=True,
-            metric_for_best_model="macro_f1",
-            greater_is_better=True,
-            save_total_limit=2,
-            save_only_model=False,
-            train_sampling_strategy="group_by_length",
-            length_column_name="length",
-            report_to="none",
-            disable_tqdm=not s.progress,
-            **dev["args"],
-        )
+        args = training_arguments(out, params, len(ds["train"]), max_steps, s.progress, dev["args"])
         weights = class_weights(ds["train"]["label"], len(params.unique_tags), params.class_weighting)
         set_seed(params.seed)  # the new classifier head starts from the same weights for the same seed
         trainer = RouterTrainer(
@@ -456,33 +492,9 @@ def train(
         )
     )
     if calibrate_model:  # temperature and thresholds from validation logits; the test split reports what they buy
-        cal = calibrate(
-            model_dir, logits["validation"], predictions["validation"][1], s.target_accuracy, s.min_queue_support
-        )
-        names = params.unique_tags
-        ids = {
-            **{names.index(q): t for q, t in cal["thresholds"]["per_queue"].items()},
-            "global": cal["thresholds"]["global"],
-        }
-        for split in splits:
-            m = route_metrics(softmax(logits[split], cal["temperature"]), predictions[split][1], threshold=ids)
-            metrics.update(
-                {
-                    f"{split}_ece": m["ece"],
-                    f"{split}_ece_raw": route_metrics(softmax(logits[split]), predictions[split][1])["ece"],
-                    f"{split}_coverage": m["coverage"],
-                    f"{split}_routed_accuracy": m["routed_accuracy"],
-                }
-            )
-        metrics["temperature"] = cal["temperature"]
+        metrics.update(_calibration_metrics(model_dir, logits, predictions, splits, params.unique_tags, s))
     if onnx:  # the CPU-serving export, gated against PyTorch on the validation split
-        val = data.splits["validation"]
-        try:
-            parity = export_onnx(model_dir, val["text"], val["label"])
-        except OnnxParityError as e:
-            log.warning("ONNX export refused: %s", e)
-            parity = json.loads((model_dir / ONNX_DIR / PARITY_FILE).read_text())
-        metrics.update({f"onnx_{k}": float(v) for k, v in parity.items() if isinstance(v, (int, float))})
+        metrics.update(_export_metrics(model_dir, data))
     if baseline:
         metrics.update({f"baseline_{k}": float(v) for k, v in baseline_scores(data).items()})
     return TrainResult(

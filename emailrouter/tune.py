@@ -212,32 +212,17 @@ def _parent_run(study: optuna.Study, settings: Settings) -> tuple[str | None, st
         return None, None
 
 # %% ../nbs/17_tune.ipynb #4d84c806
-def tune(
+def _open_study(
+    name: str,
+    url: str,
+    s: Settings,
+    directions: list[str],
+    names: list[str],
     data: EmailData,
-    settings: Settings | None = None,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    study_name: str | None = None,
-    storage: str | None = None,
-    hp_space: Callable | None = None,
-    latency: bool = False,
-    objective: str | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
-) -> TuneResult:
-    """Run (or resume, or join) the Optuna study `study_name` in `storage` on `data` until it holds `n_trials`
-       finished trials
-    or `timeout` seconds have passed; with `latency`, a second objective (ms per mail) makes it a Pareto search."""
-    from mlflow.entities import Metric
-
-    s = settings or load_settings()
-    n_trials, timeout = n_trials or s.n_trials, timeout if timeout is not None else s.tune_timeout
-    name, url = study_name or s.study_name, storage or s.tune_storage
-    metric = objective or s.tune_objective
-    if metric not in OBJECTIVES:
-        raise ValueError(f"unknown objective {metric!r}: use one of {', '.join(OBJECTIVES)}")
-    space = hp_space or (lambda t: default_hp_space_optuna(t, s.tune_base_models))
-    names = [f"validation_{metric}"] + (["latency_ms"] if latency else [])
-    directions = ["maximize"] + (["minimize"] if latency else [])
+    pruner: optuna.pruners.BasePruner | None,
+) -> optuna.Study:
+    """Create or load the study, refusing one started with other objectives or on other data; its sampler is seeded
+    by worker and by how far the study is."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are logged here, failures with their reason
     store = _storage(url, s.tune_heartbeat_seconds)
     try:
@@ -246,7 +231,7 @@ def tune(
             storage=store,
             directions=directions,
             load_if_exists=True,
-            pruner=optuna.pruners.NopPruner() if latency else (pruner or make_pruner(s.tune_pruner)),
+            pruner=optuna.pruners.NopPruner() if len(directions) > 1 else (pruner or make_pruner(s.tune_pruner)),
         )
     except ValueError as e:
         raise ValueError(f"study {name!r} in {redact_url(url)} cannot be resumed this way: {e}") from None
@@ -275,6 +260,70 @@ def tune(
     if not known:
         study.set_user_attr("data_sha256", fp)
         study.set_user_attr("objectives", names)
+    return study
+
+
+def _write_best(study: optuna.Study, out: Path) -> tuple[dict | None, Path | None]:
+    "The best parameters so far, written to `out`/best_params.json; (None, None) before any trial completed."
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        log.warning("study %s has no complete trial yet, so no best parameters to write", study.study_name)
+        return None, None
+    best = best_params(study)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "best_params.json").write_text(json.dumps(best, indent=2, default=str))
+    return best, out / "best_params.json"
+
+
+def _log_study(parent: str, study: optuna.Study, names: list[str], best: dict | None) -> None:
+    "The study's counts, best values, trials table and figures on its MLflow parent run; a failure is only logged."
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    counts = {
+        "trials_finished": sum(x in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for x in states),
+        "trials_failed": sum(x == optuna.trial.TrialState.FAIL for x in states),
+        **({f"best_{n}": v for n, v in zip(names, best["values"])} if best else {}),
+    }
+    client = MlflowClient()
+    try:
+        with quiet_mlflow():
+            now = int(time.time() * 1000)
+            client.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in counts.items()])
+            if best:
+                client.log_dict(parent, best, "best_params.json")
+            client.log_text(parent, trials_frame(study).to_csv(), "trials.csv")
+            for fname, fig in study_figures(study).items():
+                client.log_figure(parent, fig, fname)
+    except Exception as e:
+        log.warning("could not log the study to MLflow (%s)", type(e).__name__)
+
+
+def tune(
+    data: EmailData,
+    settings: Settings | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    hp_space: Callable | None = None,
+    latency: bool = False,
+    objective: str | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> TuneResult:
+    """Run (or resume, or join) the Optuna study `study_name` in `storage` on `data` until it holds `n_trials`
+    finished trials or `timeout` seconds have passed; with `latency`, a second objective (ms per mail) makes it a
+    Pareto search."""
+    s = settings or load_settings()
+    n_trials, timeout = n_trials or s.n_trials, timeout if timeout is not None else s.tune_timeout
+    name, url = study_name or s.study_name, storage or s.tune_storage
+    metric = objective or s.tune_objective
+    if metric not in OBJECTIVES:
+        raise ValueError(f"unknown objective {metric!r}: use one of {', '.join(OBJECTIVES)}")
+    space = hp_space or (lambda t: default_hp_space_optuna(t, s.tune_base_models))
+    names = [f"validation_{metric}"] + (["latency_ms"] if latency else [])
+    directions = ["maximize"] + (["minimize"] if latency else [])
+    study = _open_study(name, url, s, directions, names, data, pruner)
     exp, parent = _parent_run(study, s)
     tracking = _TrialTracking(exp, parent, name)
     out = Path(s.output_dir) / "tune" / name
@@ -388,37 +437,7 @@ def tune(
             gc_after_trial=True,
         )
     seconds = time.perf_counter() - t0
-    best, best_path = None, None
-    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-        best = best_params(study)
-        out.mkdir(parents=True, exist_ok=True)
-        best_path = out / "best_params.json"
-        best_path.write_text(json.dumps(best, indent=2, default=str))
-    else:
-        log.warning("study %s has no complete trial yet, so no best parameters to write", name)
+    best, best_path = _write_best(study, out)
     if parent:
-        from mlflow import MlflowClient
-
-        client = MlflowClient()
-        try:
-            with quiet_mlflow():
-                done, failed = counts()
-                client.log_batch(
-                    parent,
-                    metrics=[
-                        Metric(k, float(v), int(time.time() * 1000), 0)
-                        for k, v in {
-                            "trials_finished": done,
-                            "trials_failed": failed,
-                            **({f"best_{n}": v for n, v in zip(names, best["values"])} if best else {}),
-                        }.items()
-                    ],
-                )
-                if best:
-                    client.log_dict(parent, best, "best_params.json")
-                client.log_text(parent, trials_frame(study).to_csv(), "trials.csv")
-                for fname, fig in study_figures(study).items():
-                    client.log_figure(parent, fig, fname)
-        except Exception as e:
-            log.warning("could not log the study to MLflow (%s)", type(e).__name__)
+        _log_study(parent, study, names, best)
     return TuneResult(study, parent, best or {}, seconds, best_path)
