@@ -72,4 +72,4 @@ notebooks: install   ## re-run every notebook in place with its slow cells, savi
 	$(BIN)/nbdev_clean
 
 clean:   ## remove the virtual environment and everything the demo and notebooks wrote
-	rm -rf $(VENV) _proc _docs _docs_src _site .cache *.egg-info demo.parquet emailrouter-runs
+	rm -rf $(VENV) _proc _docs _docs_src* _site .cache *.egg-info demo.parquet emailrouter-runs

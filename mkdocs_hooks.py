@@ -1,6 +1,7 @@
 """mkdocs hook: the documentation site shows notebooks as nbdev renders them, not their machinery.
 
-Before mkdocs reads the pages, the notebooks of docs_dir (nbs/) are copied to _docs_src/ beside it, with:
+Before mkdocs reads the pages, the notebooks of docs_dir (nbs/) are copied to a _docs_src-<pid>/ folder beside it
+(removed when mkdocs ends), with:
 - cells marked `#| hide` and the `#| default_exp` cell left out;
 - every `#| export` cell replaced by what a reader of the API needs: each definition's signature and docstring (as
   nbdev's `show_doc` shows them); cells of imports alone are left out;
@@ -9,10 +10,12 @@ Before mkdocs reads the pages, the notebooks of docs_dir (nbs/) are copied to _d
 
 import ast
 import json
+import os
 import shutil
 from pathlib import Path
 
-OUT = "_docs_src"
+OUT = f"_docs_src-{os.getpid()}"  # one per build, so that two builds of the same checkout never share it
+_MADE: list[Path] = []
 
 
 def _directives(source: str) -> tuple[list[str], str]:
@@ -25,7 +28,12 @@ def _directives(source: str) -> tuple[list[str], str]:
 
 
 def _signature(node: ast.AST) -> str:
-    "`def name(args) -> ret` or `class Name(bases)`, as written."
+    "`def name(args) -> ret` or `class Name(bases)`, as written, under its decorators."
+    decorators = "".join(f"@{ast.unparse(d)}\n" for d in node.decorator_list)
+    return decorators + _bare_signature(node)
+
+
+def _bare_signature(node: ast.AST) -> str:
     if isinstance(node, ast.ClassDef):
         bases = ", ".join(ast.unparse(b) for b in node.bases)
         return f"class {node.name}({bases})" if bases else f"class {node.name}"
@@ -41,7 +49,10 @@ def api_markdown(code: str) -> str | None:
     except SyntaxError:
         return None
     parts = []
-    for node in tree.body:
+    body = []
+    for node in tree.body:  # definitions inside a top-level `if` (an optional dependency) count too
+        body.extend(node.body + node.orelse if isinstance(node, ast.If) else [node])
+    for node in body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
             doc = ast.get_docstring(node) or ""
             parts.append(f"#### `{node.name}`\n\n```python\n{_signature(node)}\n```\n\n{doc}".rstrip())
@@ -49,12 +60,15 @@ def api_markdown(code: str) -> str | None:
                 for m in node.body:
                     if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and not m.name.startswith("_"):
                         mdoc = ast.get_docstring(m) or ""
-                        parts.append(f"`{node.name}.{m.name}`: `{_signature(m)}`\n\n{mdoc}".rstrip())
+                        parts.append(f"`{node.name}.{m.name}`: `{_bare_signature(m)}`\n\n{mdoc}".rstrip())
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names = [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_") and t.id != "log"]
+            names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+            names = [n for n in names if not n.startswith("_") and n != "log"]
             text = ast.unparse(node)
-            if names and len(text) <= 200:
+            if names and len(text) > 200:  # a long value: its name and the start of it
+                text = text[:160].rsplit(" ", 1)[0] + " ..."
+            if names:
                 parts.append(f"```python\n{text}\n```")
     return "\n\n".join(parts) or None
 
@@ -81,10 +95,18 @@ def page(nb: dict) -> dict:
 def on_config(config):
     src = Path(config["docs_dir"])
     out = src.parent / OUT
+    config["watch"].append(str(src))  # `mkdocs serve` rebuilds when a notebook changes, not the copy
     shutil.rmtree(out, ignore_errors=True)
+    _MADE.append(out)
     shutil.copytree(src, out, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.ipynb"))
     for f in sorted(src.glob("*.ipynb")):
         nb = json.loads(f.read_text(encoding="utf-8"))
         (out / f.name).write_text(json.dumps(page(nb), ensure_ascii=False, indent=1), encoding="utf-8")
     config["docs_dir"] = str(out)
     return config
+
+
+def on_shutdown():
+    "The copies go when mkdocs ends (a build, or `mkdocs serve` stopped)."
+    while _MADE:
+        shutil.rmtree(_MADE.pop(), ignore_errors=True)

@@ -2,7 +2,7 @@
 
 For each model given (a demo-inbox model, and a BANKING77 model with --banking77-model):
 
-1. the ONNX export gate (emailrouter.model.export_onnx): each variant's top-1 agreement and mean calibrated top-score
+1. the ONNX export gate (emailrouter.export.export_onnx): each variant's top-1 agreement and mean calibrated top-score
    difference against PyTorch on the texts it was gated on (validation), which variant it kept, and the same figures
    on held-out texts;
 2. model only, on cleaned held-out texts: mails/s and single-mail p50/p99 for the pipeline (batches of 32), PyTorch and

@@ -125,16 +125,16 @@ def cmd_train(args) -> int:
             raise DataError(
                 "--resume continues the interrupted run with its own data and settings; drop the other options"
             )
-        plan = resume_plan(s)
-        say(f"resuming MLflow run {plan.run_id}")
+        plan = resume_plan(s, say)
     else:
         plan = plan_run(source, s, args.query, knobs, args.params, args.max_latency_ms, args.out, args.max_steps, say)
     say(f"{plan.data}\ntraining {redact_url(plan.base_model)} with {plan.params.flat()}", flush=True)
     _sigterm_interrupts()
     try:
-        outcome = run_training(plan, s, track=not args.no_track, source=source, query=args.query)
+        outcome = run_training(plan, s, track=not args.no_track, say=say)
     except KeyboardInterrupt:
-        say("interrupted; a tracked run continues with: emailrouter train --resume", file=sys.stderr)
+        if plan.run_id:
+            say(f"run {plan.run_id} marked interrupted; continue it with: emailrouter train --resume", file=sys.stderr)
         raise
     if rank == 0:
         _print_training(

@@ -187,10 +187,12 @@ INPUT_EXAMPLE = pd.DataFrame(
 
 class RouterPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc: raw e-mails in, the routing decision (`EmailRouter.decide`) out, cleaned with `clean_email` as
-    in training."""
+    in training; the backend, threshold override and review queue come from the settings where it is loaded, as in
+    the API."""
 
     def load_context(self, context):
-        self.router = serving_router(context.artifacts["model"])
+        self.settings = load_settings()
+        self.router = serving_router(context.artifacts["model"], self.settings)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
@@ -198,7 +200,9 @@ class RouterPyfunc(mlflow.pyfunc.PythonModel):
         if "body" not in model_input.columns:
             raise ValueError("input needs a 'body' column")
         top_k = int((params or {}).get("top_k", 3))
-        res = self.router.route(model_input.where(model_input.notna(), None), top_k=top_k)
+        s = getattr(self, "settings", None) or load_settings()
+        rows = model_input.where(model_input.notna(), None)
+        res = self.router.route(rows, top_k=top_k, threshold=s.confidence_threshold, review_queue=s.review_queue)
         return pd.DataFrame(res, columns=["queue", "score", "top_k", "route"])
 
 # %% ../nbs/13_registry.ipynb #6fa2c6ff

@@ -27,20 +27,23 @@ REQUEST_FILE = "request.json"  # what a training run was asked to do, kept in it
 
 @dataclass
 class RunPlan:
-    "What a run trains: the data, the parameters, the base model, the run folder, and the MLflow run when resumed."
+    """What a run trains: the data (and the source and query it was read from), the parameters, the base model, the run
+    folder, and its MLflow run once there is one."""
 
     data: EmailData
+    source: str
+    query: str | None
     params: Any  # a `BertParams`
     base_model: str
     out: Path
     max_steps: int | None = None
     run_id: str | None = None
 
-    def write_request(self, source: str, query: str | None) -> None:
+    def write_request(self) -> None:
         "Write `request.json` into the run folder."
         req = {
-            "source": source,
-            "query": query,
+            "source": self.source,
+            "query": self.query,
             "base_model": self.base_model,
             "max_steps": self.max_steps,
             "params": {k: v for k, v in self.params.flat().items() if k != "num_labels"},
@@ -66,7 +69,8 @@ def plan_run(
 
     s = settings or load_settings()
     knobs = knobs or {}
-    data = load_emails(source or s.data_source, query=query, settings=s)
+    source = source or s.data_source
+    data = load_emails(source, query=query, settings=s)
     base = s.base_model
     try:
         if params:  # a tuned configuration; knobs given beside it win
@@ -81,10 +85,10 @@ def plan_run(
     except ValueError as e:
         raise DataError(str(e)) from None
     folder = Path(out or Path(s.output_dir) / "train" / time.strftime("%Y%m%d-%H%M%S"))
-    return RunPlan(data, chosen, base, folder, max_steps)
+    return RunPlan(data, source, query, chosen, base, folder, max_steps)
 
 
-def resume_plan(settings: Settings | None = None) -> RunPlan:
+def resume_plan(settings: Settings | None = None, say: Callable = log.info) -> RunPlan:
     "The latest interrupted or failed run, with its own data and parameters; `DataError` when it cannot continue."
     from emailrouter.tracking import data_fingerprint, interrupted_run
     from emailrouter.train import BertParams
@@ -104,13 +108,11 @@ def resume_plan(settings: Settings | None = None) -> RunPlan:
             f"the data of run {run_id} ({redact_url(req['source'])}) changed since it started; train anew instead"
         )
     params = BertParams(unique_tags=data.unique_tags, **req["params"])
-    log.info(
-        "resuming MLflow run %s (%s: %s)",
-        run_id,
-        run.info.status.lower(),
-        run.data.tags.get("failure_reason", "no reason recorded"),
+    say(
+        f"resuming MLflow run {run_id} ({run.info.status.lower()}: "
+        f"{run.data.tags.get('failure_reason', 'no reason recorded')})"
     )
-    return RunPlan(data, params, req["base_model"], out, req.get("max_steps"), run_id)
+    return RunPlan(data, req["source"], req.get("query"), params, req["base_model"], out, req.get("max_steps"), run_id)
 
 # %% ../nbs/18_runs.ipynb #b118ea5561624da68c537baed56e602f
 @dataclass
@@ -123,14 +125,11 @@ class RunOutcome:
 
 
 def run_training(
-    plan: RunPlan,
-    settings: Settings | None = None,
-    track: bool = True,
-    source: str | None = None,
-    query: str | None = None,
+    plan: RunPlan, settings: Settings | None = None, track: bool = True, say: Callable = log.info
 ) -> RunOutcome:
     """Train `plan` (from `plan_run`, or `resume_plan` to continue an interrupted run), tracked in MLflow unless `track`
-    is off; `source` and `query` are recorded in the run folder so that the run can be resumed."""
+    is off; what was asked is recorded in the run folder so that the run can be resumed. `plan.run_id` names the MLflow
+    run as soon as there is one, also when training is interrupted."""
     from emailrouter.tracking import end_run, open_run
     from emailrouter.train import MlflowLive, distributed, train
 
@@ -138,12 +137,13 @@ def run_training(
     rank, _ = distributed()  # under torchrun / accelerate launch: one process per device, the first one tracks
     resuming, run_id = plan.run_id is not None, plan.run_id
     if not resuming and rank == 0:
-        plan.write_request(source or s.data_source, query)
+        plan.write_request()
         if track:
             try:
-                run_id = open_run(
+                run_id = plan.run_id = open_run(
                     plan.data, {**plan.params.flat(), "base_model": base_model_name(plan.base_model)}, plan.out, s
                 )
+                say(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains")
             except Exception as e:
                 log.warning("MLflow is unavailable (%s): training goes on untracked", type(e).__name__)
     try:

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -298,6 +299,27 @@ def test_missing_model_exits_with_one_line(tmp_path):
     assert p.returncode != 0
     assert "models:/nothing-here@champion" in p.stderr and "emailrouter train --demo" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_uvicorn_factory(tiny_model, tmp_path):
+    """`uvicorn --factory emailrouter.serve:app_from_environment`: settings from the environment, the model loaded
+    before the server answers, and the JSON access log written (the factory sets up logging)."""
+    uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+    env = {"EMAILROUTER_OUTPUT_DIR": str(tmp_path), "EMAILROUTER_MODEL_URI": str(tiny_model.model_dir)}
+    cmd = [uvicorn, "--factory", "emailrouter.serve:app_from_environment", "--port", "{port}"]
+    with serve_process(cmd, env=env, cwd=tmp_path) as url:
+        r = httpx.post(url + "/predict", json=MAIL, headers={"x-request-id": "factory-1"}, timeout=30)
+        assert r.status_code == 200 and r.json()["request_id"] == "factory-1"
+    assert '"request_id": "factory-1"' in url.proc.stdout.read()  # the access log line
+    p = subprocess.run(
+        [uvicorn, "--factory", "emailrouter.serve:app_from_environment", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, **env, "EMAILROUTER_MODEL_URI": str(tmp_path / "none")},
+    )
+    assert p.returncode != 0 and "emailrouter serve: no model folder at" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_cli_serve_with_two_workers(tiny_model, tmp_path):

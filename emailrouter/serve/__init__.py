@@ -227,7 +227,7 @@ async def _lifespan(app: FastAPI):
 
 def create_app(settings: Settings | None = None, model: LoadedModel | None = None) -> FastAPI:
     """The routing API, configured by `settings` (default: the environment), serving `model` (default: the one at
-    the settings' model URI, loaded at start-up). Also a factory: `uvicorn --factory emailrouter.serve:create_app`."""
+    the settings' model URI, loaded at start-up). Logging is the caller's to set up (`app_from_environment` does)."""
     s = settings or load_settings()
     app = FastAPIOffline(
         title="emailrouter",
@@ -258,8 +258,9 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
 
 # %% ../../nbs/26_serve.ipynb #b31847f3
 def app_from_environment() -> FastAPI:
-    """The app for the environment's settings with its model loaded; exits with one line if the model cannot be served
-    (missing, or not servable by this install) or the settings are invalid, before the server takes requests."""
+    """The app for the environment's settings, logging set up and the model loaded; exits with one line if the model
+    cannot be served (missing, or not servable by this install) or the settings are invalid, before the server takes
+    requests. The factory of `uvicorn --factory emailrouter.serve:app_from_environment` and of each worker process."""
     try:
         s = load_settings()
     except SettingsError as e:  # e.g. an empty EMAILROUTER_API_KEY: refused, with the setting named
@@ -291,7 +292,7 @@ def run_server(
     """Serve the API with uvicorn, the read and keep-alive timeouts of `settings` (default: the environment) and
     `ReadTimeoutProtocol`. One worker serves the app built here from `settings` and `model` (default: loaded from the
     settings' model URI). Several workers are processes that uvicorn starts afresh: each builds its app with the
-    factory from the environment, so the settings given must be the environment's."""
+    factory `app_from_environment`, so the settings given must be the environment's."""
     import uvicorn
 
     s = settings or load_settings()
@@ -306,6 +307,6 @@ def run_server(
     if ReadTimeoutProtocol is not None:
         ReadTimeoutProtocol.read_timeout = s.read_timeout_seconds
     if workers > 1:
-        uvicorn.run("emailrouter.serve:create_app", factory=True, workers=workers, **kw)
+        uvicorn.run("emailrouter.serve:app_from_environment", factory=True, workers=workers, **kw)
     else:
         uvicorn.run(create_app(s, model or load_model(s.model_uri, s)), **kw)
