@@ -134,6 +134,8 @@ class Settings(BaseSettings):
         60, ge=1, description="heartbeat of tuning workers; silent ones are presumed dead"
     )
     max_length: int = Field(DEFAULT_MAX_LENGTH, ge=16, le=8192)
+    trim_vocabulary: bool = Field(True, description="cut a multilingual encoder's vocabulary to what the mails use")
+    vocab_reserve: int = Field(20_000, ge=0, description="probable Latin-script pieces kept beyond the mails' own")
     # serving
     model_uri: str | None = Field(
         None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder"

@@ -140,6 +140,7 @@ def browser():
 # The fast lane (`make test-fast`): markers set from what a test uses, so that no test has to remember to carry one.
 _SLOW_MODULES = {
     "test_inference_install",
+    "test_encoders",
     "test_distributed",
     "test_tune",
     "test_batch",

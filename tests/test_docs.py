@@ -82,7 +82,7 @@ def test_relative_links_resolve(site):
 
 
 def test_rendered_outputs_and_no_local_paths(site):
-    serve = (site / "26_serve.html").read_text(encoding="utf-8")
+    serve = (site / "27_serve.html").read_text(encoding="utf-8")
     assert "<img" in serve or "data:image/png" in serve, "the serving notebook's figures must render"
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
@@ -113,7 +113,7 @@ def test_pages_show_the_api_not_the_machinery(site):
         text = page.read_text(encoding="utf-8")
         assert not re.search(r'class="c1">#\|', text), f"{page.name} shows nbdev directives in its code"
         assert "fastcore.test import" not in text, f"{page.name} shows a hidden set-up cell"
-    model = (site / "11_model.html").read_text(encoding="utf-8")
+    model = (site / "12_model.html").read_text(encoding="utf-8")
     assert "def decide(self, probs: np.ndarray" in model and "The routing decision for each row" in model
 
 
