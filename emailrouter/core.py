@@ -17,9 +17,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # %% auto #0
-__all__ = ['REFERENCE_MODEL', 'ENV_PREFIX', 'DEFAULT_MAX_LENGTH', 'DEFAULT_SEED', 'offline_base_model', 'default_base_model',
-           'redact_url', 'base_model_name', 'Settings', 'SettingsError', 'load_settings', 'setup_logging',
-           'quiet_libraries', 'LabelMaps']
+__all__ = ['REFERENCE_MODEL', 'ENV_PREFIX', 'DEFAULT_MAX_LENGTH', 'DEFAULT_SEED', 'VECTOR_EXTENSIONS', 'offline_base_model',
+           'default_base_model', 'redact_url', 'base_model_name', 'Settings', 'SettingsError', 'load_settings',
+           'setup_logging', 'quiet_libraries', 'LabelMaps', 'cpu_features']
 
 # %% ../nbs/00_core.ipynb #17b93cd9
 REFERENCE_MODEL = "sarnikowski/convbert-small-da-cased"  # the original production model (hub name)
@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     max_length: int = Field(DEFAULT_MAX_LENGTH, ge=16, le=8192)
     trim_vocabulary: bool = Field(True, description="cut a multilingual encoder's vocabulary to what the mails use")
     vocab_reserve: int = Field(20_000, ge=0, description="probable Latin-script pieces kept beyond the mails' own")
+    cpu_bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="train in bfloat16 autocast on a CPU: auto where native and measured faster"
+    )
+    fusion: Literal["auto", "on", "off"] = Field(
+        "auto", description="fuse the keyword baseline's scores with the encoder's: auto when validation says it helps"
+    )
     # serving
     model_uri: str | None = Field(
         None, description="model to serve: models:/<name>@<alias>, runs:/<id>/model or a model folder"
@@ -415,3 +421,28 @@ class LabelMaps:
     @property
     def id2tag(self) -> dict[int, str]:
         return dict(enumerate(self.unique_tags))
+
+# %% ../nbs/00_core.ipynb #dbcccb38
+VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_features(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's model name, core count, the vector extensions of `VECTOR_EXTENSIONS` it has, and whether it computes
+    in bfloat16 natively; read from /proc/cpuinfo (or the text `cpuinfo`), the model name alone elsewhere."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    first = cpuinfo.split("\n\n", 1)[0]  # one processor's block
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines())}
+    flags = set(fields.get("flags", "").split())
+    ext = [e for e in VECTOR_EXTENSIONS if e in flags]
+    return {
+        "model": fields.get("model name") or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "extensions": ext,
+        "native_bf16": bool({"avx512_bf16", "amx_bf16"} & flags),
+    }

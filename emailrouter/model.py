@@ -22,9 +22,10 @@ REVIEW_QUEUE = Settings.model_fields["review_queue"].default  # where a mail und
 
 # %% auto #0
 __all__ = ['log', 'REVIEW_QUEUE', 'ONNX_DIR', 'PARITY_FILE', 'ONNX_FILE', 'FP32_FILE', 'ONNX_VARIANTS', 'RESCORE_MARGINS',
-           'MAX_RESCORED', 'ROUTER_FILE', 'special_tokens', 'encode', 'OnnxParityError', 'ort_session', 'onnx_sessions',
-           'top_margin', 'has_torch', 'softmax', 'threshold_ids', 'EmailRouter', 'serving_router', 'fit_temperature',
-           'choose_thresholds', 'calibrate']
+           'MAX_RESCORED', 'ROUTER_FILE', 'BASELINE_FILE', 'FUSION_WEIGHTS', 'special_tokens', 'encode',
+           'OnnxParityError', 'ort_session', 'onnx_sessions', 'top_margin', 'has_torch', 'softmax', 'threshold_ids',
+           'EmailRouter', 'serving_router', 'fit_temperature', 'choose_thresholds', 'calibrate', 'fuse',
+           'choose_fusion', 'load_baseline']
 
 # %% ../nbs/12_model.ipynb #5d3093ee
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -115,6 +116,7 @@ def top_margin(probs: np.ndarray) -> np.ndarray:
 
 # %% ../nbs/12_model.ipynb #6c87ef9c
 ROUTER_FILE = "router.json"
+BASELINE_FILE = "baseline.joblib"  # the keyword model fused with the encoder, where validation chose fusion
 
 
 def has_torch() -> bool:
@@ -176,6 +178,8 @@ class EmailRouter:
         self.head_share = float(self.meta.get("head_share", 0.25))
         self.temperature = float(self.meta.get("temperature", 1.0))
         self.thresholds = self.meta.get("thresholds") or {}
+        self.fusion = self.meta.get("fusion") or {}  # {"weight": w, "temperature": t} where fused
+        self.baseline = load_baseline(self.model_dir) if self.fusion.get("weight") else None
         self.device, self.batch_size, self.batch_tokens = device, batch_size, batch_tokens
         with quiet_libraries():
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
@@ -210,7 +214,7 @@ class EmailRouter:
         """Calibrated probabilities for already-cleaned texts and each text's token count before truncation (what the
         prediction log keeps), from one tokenizer call."""
         logits, n = self._predict(texts)
-        return softmax(logits, self.temperature), n
+        return self.calibrated(logits, texts), n
 
     def _predict(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         texts = list(texts)
@@ -243,9 +247,20 @@ class EmailRouter:
         return out
 
     def predict_proba(self, texts: list[str], calibrated: bool = True) -> np.ndarray:
-        """Class probabilities (n, num_labels) for already-cleaned texts, scaled by the model's temperature unless
-        `calibrated=False`."""
-        return softmax(self.predict_logits(texts), self.temperature if calibrated else 1.0)
+        """The scores the router decides on (n, num_labels) for already-cleaned texts: calibrated, and fused with the
+        keyword model where the folder has one; `calibrated=False` gives the encoder's raw softmax."""
+        logits = self.predict_logits(texts)
+        return self.calibrated(logits, texts) if calibrated else softmax(logits)
+
+    def calibrated(self, logits: np.ndarray, texts: list[str]) -> np.ndarray:
+        "The served scores for the encoder's `logits` of `texts`: temperature-scaled, then fused where chosen."
+        probs = softmax(logits, self.temperature)
+        if self.baseline is None:
+            return probs
+        keyword = self.baseline.predict_proba(list(texts)) if len(texts) else probs[:, :0]
+        aligned = np.zeros_like(probs)
+        aligned[:, self.baseline.classes_] = keyword
+        return fuse(probs, aligned, self.fusion["weight"], self.fusion.get("temperature", 1.0))
 
     @staticmethod
     def labels_of(model_dir: str | Path) -> list[str]:
@@ -380,14 +395,81 @@ def choose_thresholds(
 
 
 def calibrate(
-    model_dir: str | Path, logits: np.ndarray, labels: np.ndarray, target: float = 0.95, min_support: int = 30
+    model_dir: str | Path,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    target: float = 0.95,
+    min_support: int = 30,
+    keyword_probs: np.ndarray | None = None,
+    fusion: str = "auto",
 ) -> dict:
-    """Fit the temperature and thresholds on validation `logits` and true ids; store both in the folder's
-    router.json; return them."""
+    """Fit the temperature and thresholds on validation `logits` and true ids, and, given the keyword model's
+    validation probabilities, the fusion (`choose_fusion`); thresholds are chosen on the scores served. Stores all
+    in the folder's router.json and returns them."""
     path = Path(model_dir) / ROUTER_FILE
     meta = json.loads(path.read_text()) if path.exists() else {}
     names = EmailRouter.labels_of(model_dir)
     t = fit_temperature(logits, labels)
-    meta.update(temperature=t, thresholds=choose_thresholds(softmax(logits, t), labels, names, target, min_support))
+    probs, chosen = softmax(logits, t), None
+    if keyword_probs is not None and fusion != "off":
+        chosen = choose_fusion(probs, keyword_probs, labels, fusion)
+        acc = chosen["validation_accuracy"]
+        log.info(
+            "fusion with the keyword model: %s (validation accuracy %.1f%% alone, %.1f%% fused at weight %.2f)",
+            f"weight {chosen['weight']:.2f}" if chosen["weight"] else "not used",
+            100 * acc["encoder"],
+            100 * acc["fused"],
+            chosen["best_weight"],
+        )
+        if chosen["weight"] > 0:
+            probs = fuse(probs, keyword_probs, chosen["weight"], chosen["temperature"])
+    fused = chosen if chosen and chosen["weight"] > 0 else None
+    meta.update(temperature=t, fusion=fused, thresholds=choose_thresholds(probs, labels, names, target, min_support))
     path.write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    return {"temperature": t, "thresholds": meta["thresholds"]}
+    return {"temperature": t, "thresholds": meta["thresholds"], "fusion": chosen, "probs": probs}
+
+# %% ../nbs/12_model.ipynb #42411dcf
+FUSION_WEIGHTS = tuple(round(w * 0.05, 2) for w in range(19))  # 0 .. 0.9: the keyword model never serves alone
+
+
+def fuse(probs: np.ndarray, keyword: np.ndarray, weight: float, temperature: float = 1.0) -> np.ndarray:
+    "`(1 - weight) * probs + weight * keyword`, sharpened or softened by `temperature` (as a softmax of its log)."
+    mixed = (1 - weight) * np.asarray(probs, dtype=np.float64) + weight * np.asarray(keyword, dtype=np.float64)
+    return softmax(np.log(np.clip(mixed, 1e-12, None)), temperature)
+
+
+def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
+
+
+def choose_fusion(probs: np.ndarray, keyword: np.ndarray, labels: np.ndarray, mode: str = "auto") -> dict:
+    """The fusion weight and temperature for calibrated encoder `probs` and `keyword` probabilities on validation
+    `labels`, with the log-loss and accuracy of each candidate; weight 0 where `mode` or the split says not to fuse."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"fusion must be auto, on or off, got {mode!r}")
+    labels = np.asarray(labels)
+    keep = labels >= 0
+    p, k, y = np.asarray(probs)[keep], np.asarray(keyword)[keep], labels[keep]
+    scores = {w: (_nll(fuse(p, k, w), y), float((fuse(p, k, w).argmax(1) == y).mean())) for w in FUSION_WEIGHTS}
+    best = min((w for w in FUSION_WEIGHTS if w > 0), key=lambda w: scores[w][0])
+    helps = scores[best][0] < scores[0][0] and scores[best][1] > scores[0][1]
+    weight = best if mode == "on" or (mode == "auto" and helps) else 0.0
+    temperature = fit_temperature(np.log(np.clip(fuse(p, k, weight), 1e-12, None)), y) if weight else 1.0
+    return {
+        "weight": weight,
+        "temperature": temperature,
+        "best_weight": best,
+        "validation_nll": {"encoder": scores[0][0], "fused": scores[best][0]},
+        "validation_accuracy": {"encoder": scores[0][1], "fused": scores[best][1]},
+    }
+
+
+def load_baseline(model_dir: str | Path):
+    """The keyword model saved in `model_dir` (a scikit-learn pipeline, stored with joblib: load model folders only
+    from your own registry or training runs, as for any pickled model)."""
+    import joblib
+
+    path = Path(model_dir) / BASELINE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(model_dir).name}: router.json asks for fusion but {BASELINE_FILE} is missing")
+    return joblib.load(path)

@@ -82,7 +82,7 @@ def test_relative_links_resolve(site):
 
 
 def test_rendered_outputs_and_no_local_paths(site):
-    serve = (site / "27_serve.html").read_text(encoding="utf-8")
+    serve = (site / "28_serve.html").read_text(encoding="utf-8")
     assert "<img" in serve or "data:image/png" in serve, "the serving notebook's figures must render"
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
@@ -139,6 +139,69 @@ FIGURES = [
     ("on raw mails: {:.0f} requests/s", "serve.json", "demo", "http", "emailrouter", "throughput_rps"),
     ("with no errors, {:.1f}x a server", "serve.json", "demo", "http", "emailrouter", "throughput_ratio"),
     ("the production page in {:.1f} s", "dashboard.json", "seconds_median", "production page"),
+    (
+        "MiniLM fused with TF-IDF + LR: {:.1%}",
+        "danish.json",
+        "models",
+        "minilm",
+        "handwritten",
+        "served",
+        "handwritten",
+        "accuracy",
+    ),
+    (
+        "TF-IDF + LR alone {:.1%}; MiniLM alone",
+        "danish.json",
+        "models",
+        "minilm",
+        "handwritten",
+        "tfidf_lr",
+        "handwritten",
+        "accuracy",
+    ),
+    (
+        "MiniLM alone {:.1%}; multilingual-e5-small",
+        "danish.json",
+        "models",
+        "minilm",
+        "handwritten",
+        "encoder",
+        "handwritten",
+        "accuracy",
+    ),
+    (
+        "multilingual-e5-small fused {:.1%}",
+        "danish.json",
+        "models",
+        "e5-small",
+        "handwritten",
+        "served",
+        "handwritten",
+        "accuracy",
+    ),
+    (
+        "MiniLM fused with TF-IDF + LR {:.1%} test accuracy",
+        "danish.json",
+        "models",
+        "minilm",
+        "demo_test",
+        "served",
+        "recorded",
+        "accuracy",
+    ),
+    ("({:.1%} against the true queues)", "danish.json", "models", "minilm", "demo_test", "served", "true", "accuracy"),
+    ("{:.1%} auto-routed at", "danish.json", "models", "minilm", "auto_routed_test"),
+    ("auto-routed at {:.1%} accuracy", "danish.json", "models", "minilm", "auto_routed_accuracy_test"),
+    (
+        "MiniLM alone {:.1%}, TF-IDF + LR",
+        "danish.json",
+        "models",
+        "minilm",
+        "demo_test",
+        "encoder",
+        "recorded",
+        "accuracy",
+    ),
 ]
 
 
