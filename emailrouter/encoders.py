@@ -5,6 +5,7 @@
 # %% ../nbs/11_encoders.ipynb #0149565a
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -24,7 +25,7 @@ from .core import SettingsError, quiet_libraries
 log = logging.getLogger("emailrouter.encoders")
 
 # %% auto #0
-__all__ = ['log', 'NAMED_ENCODERS', 'Q4_BLOCK', 'TRIM_ABOVE', 'encoder_cache', 'packaged_encoder', 'PackedEncoder',
+__all__ = ['log', 'NAMED_ENCODERS', 'Q4_BLOCK', 'TRIM_ABOVE', 'TRIM_FILE', 'encoder_cache', 'packaged_encoder', 'PackedEncoder',
            'dequantize_q4', 'read_packed', 'compile_charsmap', 'unigram_tokenizer', 'convert_packed', 'materialise',
            'trim_vocabulary', 'prepare_encoder']
 
@@ -244,16 +245,27 @@ def materialise(name: str, cache: str | Path | None = None) -> Path:
     folder = Path(cache or encoder_cache()) / f"{name}-{NAMED_ENCODERS[name][0]}-{ver}"
     if not (folder / "config.json").is_file():
         log.info("converting %s from the package %s %s (once)", name, NAMED_ENCODERS[name][0], ver)
-        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        convert_packed(src, tmp)
-        if folder.exists():  # another process converted it meanwhile
-            shutil.rmtree(tmp)
-        else:
-            tmp.replace(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        try:
+            convert_packed(src, tmp)
+            _move_into_place(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _move_into_place(tmp: Path, folder: Path):
+    "Rename the finished `tmp` to `folder`; where another process got there first, its folder stays."
+    try:
+        tmp.rename(folder)
+    except OSError:
+        if not (folder / "config.json").is_file():
+            raise
 
 # %% ../nbs/11_encoders.ipynb #aca405ff
 TRIM_ABOVE = 100_000  # vocabularies larger than this are multilingual: most of their rows are never read
+TRIM_FILE = "trimmed.json"  # what a trimmed folder was cut for
 
 
 def _latin(piece: str) -> bool:
@@ -304,7 +316,8 @@ def trim_vocabulary(model_dir: str | Path, texts, dest: str | Path, reserve: int
 def prepare_encoder(base: str, texts, folder: str | Path, trim: bool = True, reserve: int = 20_000) -> str:
     """The folder or hub name to fine-tune for `base`: a named encoder is materialised from its package, and a
     SentencePiece vocabulary of more than `TRIM_ABOVE` pieces is trimmed to `texts` (plus `reserve`) into `folder`
-    when `trim`. Other encoders come back unchanged."""
+    when `trim`; the folder is reused only for the same encoder, reserve and mails. Other encoders come back
+    unchanged."""
     from transformers import AutoTokenizer
 
     name = base
@@ -312,13 +325,23 @@ def prepare_encoder(base: str, texts, folder: str | Path, trim: bool = True, res
         base = str(materialise(base))
     if not trim or len(AutoTokenizer.from_pretrained(base)) <= TRIM_ABOVE:
         return base
-    if (Path(folder) / "config.json").is_file():  # a resumed run trimmed it already
-        return str(folder)
+    texts = [str(t) for t in texts]
+    stamp = {"encoder": str(base), "reserve": reserve, "texts": hashlib.sha256("\0".join(texts).encode()).hexdigest()}
+    folder = Path(folder)
+    if (folder / TRIM_FILE).is_file() and json.loads((folder / TRIM_FILE).read_text()) == stamp:
+        return str(folder)  # a resumed run trimmed the same encoder for the same mails already
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        stats = trim_vocabulary(base, texts, folder, reserve)
+        stats = trim_vocabulary(base, texts, tmp, reserve)
+        (tmp / TRIM_FILE).write_text(json.dumps(stamp))
+        shutil.rmtree(folder, ignore_errors=True)  # trimmed for other mails or another encoder
+        _move_into_place(tmp, folder)
     except ValueError as e:
         log.info("%s keeps its whole vocabulary: %s", name, e)
         return base
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info(
         "%s: vocabulary trimmed from %d to %d pieces (%d used by the training mails)",
         name,

@@ -184,7 +184,7 @@ class Explainer:
             if q is not None and q not in labels:
                 raise ValueError(f"unknown queue {q!r}; the model routes to {labels}")
         self.model.eval()
-        probs = softmax(self.router.predict_logits(texts), self.router.temperature)
+        probs = self.router.predict_proba(texts)  # the served scores (fused where the model fuses) name the queue
         parsed, jobs = [], []  # jobs: (text index, first token of the window, its ids, queue, sign)
         for n, (text, p) in enumerate(zip(texts, probs)):
             words, _, ids, owner = self._words(text)

@@ -26,6 +26,7 @@ from emailrouter.model import (
     EmailRouter,
     OnnxParityError,
     ort_session,
+    softmax,
     top_margin,
 )
 
@@ -162,12 +163,13 @@ def export_onnx(
         )
     quantize_int8(out / FP32_FILE, out / ONNX_FILE)
     ref_probs, y = ref.predict_proba(texts), None if labels is None else np.asarray(labels)
-    probs = {}
+    probs, encoder = {}, {}
     for name, f in (("int8", ONNX_FILE), ("fp32", FP32_FILE)):  # the router's ONNX path scores each graph
         ref.session = ort_session(out / f)
         ref.input_names = [i.name for i in ref.session.get_inputs()]
         try:
-            probs[name] = ref.predict_proba(texts)
+            logits = ref.predict_logits(texts)
+            probs[name], encoder[name] = ref.calibrated(logits, texts), softmax(logits, ref.temperature)
         finally:
             ref.session = None
     report: dict[str, Any] = {
@@ -179,7 +181,7 @@ def export_onnx(
     if y is not None:
         report["torch_accuracy"] = float((ref_probs.argmax(-1) == y).mean())
     gate = lambda p: _gate(ref_probs, p, y, min_agreement, max_score_diff, max_drop)
-    near = top_margin(probs["int8"])
+    near = top_margin(encoder["int8"])  # serving picks near ties by the encoder's own scores, fused or not
     for v in variants:
         g = _rescore_gate(near, probs, gate) if v == "int8+fp32" else gate(probs[v])
         report["candidates"][v] = g

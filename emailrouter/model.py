@@ -255,9 +255,9 @@ class EmailRouter:
     def calibrated(self, logits: np.ndarray, texts: list[str]) -> np.ndarray:
         "The served scores for the encoder's `logits` of `texts`: temperature-scaled, then fused where chosen."
         probs = softmax(logits, self.temperature)
-        if self.baseline is None:
+        if self.baseline is None or not len(texts):
             return probs
-        keyword = self.baseline.predict_proba(list(texts)) if len(texts) else probs[:, :0]
+        keyword = self.baseline.predict_proba(list(texts))
         aligned = np.zeros_like(probs)
         aligned[:, self.baseline.classes_] = keyword
         return fuse(probs, aligned, self.fusion["weight"], self.fusion.get("temperature", 1.0))
@@ -423,7 +423,11 @@ def calibrate(
         )
         if chosen["weight"] > 0:
             probs = fuse(probs, keyword_probs, chosen["weight"], chosen["temperature"])
-    fused = chosen if chosen and chosen["weight"] > 0 else None
+    fused = None
+    if chosen and chosen["weight"] > 0:
+        import sklearn
+
+        fused = {**chosen, "sklearn": sklearn.__version__}  # the keyword model is a pickle of this version
     meta.update(temperature=t, fusion=fused, thresholds=choose_thresholds(probs, labels, names, target, min_support))
     path.write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     return {"temperature": t, "thresholds": meta["thresholds"], "fusion": chosen, "probs": probs}
@@ -468,8 +472,13 @@ def load_baseline(model_dir: str | Path):
     """The keyword model saved in `model_dir` (a scikit-learn pipeline, stored with joblib: load model folders only
     from your own registry or training runs, as for any pickled model)."""
     import joblib
+    import sklearn
 
     path = Path(model_dir) / BASELINE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{Path(model_dir).name}: router.json asks for fusion but {BASELINE_FILE} is missing")
+    meta = json.loads((Path(model_dir) / ROUTER_FILE).read_text())
+    saved = (meta.get("fusion") or {}).get("sklearn")
+    if saved and saved != sklearn.__version__:
+        log.warning("%s was saved with scikit-learn %s, loaded with %s", BASELINE_FILE, saved, sklearn.__version__)
     return joblib.load(path)

@@ -21,17 +21,20 @@ def e5_cache(tmp_path_factory, monkeypatch):
 
 
 def test_e5_finetunes_exports_and_serves(tmp_path, e5_cache, api_client):
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoTokenizer
 
     from emailrouter.data import load_emails
     from emailrouter.model import EmailRouter
     from emailrouter.train import train
 
-    s = scratch_settings(tmp_path, base_model="multilingual-e5-small", max_length=64)
+    s = scratch_settings(tmp_path, base_model="multilingual-e5-small", max_length=64, fusion="on")
     data = load_emails("demo:300", settings=s)
-    result = train(data, settings=s, max_steps=2, baseline=False, output_dir=tmp_path / "run")
+    result = train(data, settings=s, max_steps=2, output_dir=tmp_path / "run")
     model_dir = result.model_dir
-    assert AutoConfig.from_pretrained(model_dir).vocab_size < 30_000  # trimmed, not the 250,037 rows of the package
+    rows = AutoConfig.from_pretrained(model_dir).vocab_size
+    assert rows < 30_000  # trimmed, not the 250,037 rows of the package
+    assert len(AutoTokenizer.from_pretrained(model_dir)) <= rows  # every token id has an embedding row
+    assert result.metrics["fusion_weight"] > 0  # fused with the keyword model, through the export gate too
     assert json.loads((model_dir / "router.json").read_text())["base_model"] == "multilingual-e5-small"
     assert json.loads((model_dir / "onnx" / "parity.json").read_text())["variant"]  # the gate kept a variant
 
