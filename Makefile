@@ -55,7 +55,7 @@ nbtest: install   ## run every notebook's test cells on tiny data (nbdev_test)
 	EMAILROUTER_PROGRESS=false $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: install   ## the pytest suites in tests/ (databases, API, browser, CLI processes)
-	@$(BIN)/python -m pytest -q tests; rc=$$?; \
+	@$(BIN)/python -m pytest -q --durations=25 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: tests/ must not be empty" >&2; exit 1; fi; exit $$rc
 
 test-fast: install check lint   ## the edit-test loop: sync checks, ruff and the pytest suites without databases, browser or processes

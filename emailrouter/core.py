@@ -151,8 +151,10 @@ class Settings(BaseSettings):
         description="if set, required on prediction, feedback and admin routes; "
         "unset it to serve without a key (an empty value is refused)",
     )
-    serve_backend: Literal["auto", "torch", "onnx"] = Field(
-        "auto", description="auto: the ONNX variant the export gate kept, else PyTorch (logging why)"
+    serve_backend: Literal["auto", "torch", "torch-bf16", "onnx"] = Field(
+        "auto",
+        description="auto: the fastest variant that passed the export gate, timed on this CPU, else PyTorch "
+        "(logging why); onnx: the gate's ONNX variant; torch, torch-bf16: PyTorch in float32 or bfloat16",
     )
     batch_tokens: int = Field(
         1024, ge=16, description="padded tokens per model call; texts are sorted by length and cut by it"

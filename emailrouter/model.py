@@ -14,18 +14,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core import DEFAULT_MAX_LENGTH, Settings, load_settings, quiet_libraries
+from .core import DEFAULT_MAX_LENGTH, Settings, quiet_libraries
 from .text import clean_email
 
 log = logging.getLogger("emailrouter.model")
 REVIEW_QUEUE = Settings.model_fields["review_queue"].default  # where a mail under its threshold goes
 
 # %% auto #0
-__all__ = ['log', 'REVIEW_QUEUE', 'ONNX_DIR', 'PARITY_FILE', 'ONNX_FILE', 'FP32_FILE', 'ONNX_VARIANTS', 'RESCORE_MARGINS',
-           'MAX_RESCORED', 'ROUTER_FILE', 'BASELINE_FILE', 'FUSION_WEIGHTS', 'special_tokens', 'encode',
-           'OnnxParityError', 'ort_session', 'onnx_sessions', 'top_margin', 'has_torch', 'softmax', 'threshold_ids',
-           'EmailRouter', 'serving_router', 'fit_temperature', 'choose_thresholds', 'calibrate', 'fuse',
-           'choose_fusion', 'load_baseline']
+__all__ = ['log', 'REVIEW_QUEUE', 'ONNX_DIR', 'PARITY_FILE', 'ONNX_FILE', 'FP32_FILE', 'ONNX_VARIANTS', 'BACKENDS',
+           'RESCORE_MARGINS', 'MAX_RESCORED', 'ROUTER_FILE', 'BASELINE_FILE', 'FUSION_WEIGHTS', 'special_tokens',
+           'encode', 'OnnxParityError', 'ort_session', 'onnx_sessions', 'top_margin', 'has_torch', 'softmax',
+           'threshold_ids', 'EmailRouter', 'fit_temperature', 'choose_thresholds', 'calibrate', 'fuse', 'choose_fusion',
+           'load_baseline']
 
 # %% ../nbs/12_model.ipynb #5d3093ee
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -66,6 +66,7 @@ import os
 
 ONNX_DIR, PARITY_FILE, ONNX_FILE, FP32_FILE = "onnx", "parity.json", "model.int8.onnx", "model.onnx"
 ONNX_VARIANTS = ("int8", "int8+fp32", "fp32")  # fastest first
+BACKENDS = ("torch", "torch-bf16", "onnx")  # PyTorch in float32, PyTorch with bfloat16 weights, the ONNX export
 RESCORE_MARGINS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 MAX_RESCORED = 0.25  # beyond this, fp32 alone is about as fast
 
@@ -86,12 +87,12 @@ def ort_session(path: str | Path, threads: int = 0):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_sessions(model_dir: str | Path, threads: int = 0) -> tuple[str, Any, Any, float]:
-    """(variant, session, fp32 session for near ties or None, margin) for the variant the export gate kept in
-    `model_dir`."""
+def onnx_sessions(model_dir: str | Path, threads: int = 0, variant: str | None = None) -> tuple[str, Any, Any, float]:
+    """(variant, session, fp32 session for near ties or None, margin) for `variant` of the ONNX export in `model_dir`,
+    by default the one its export gate kept."""
     folder = Path(model_dir) / ONNX_DIR
     parity = json.loads((folder / PARITY_FILE).read_text()) if (folder / PARITY_FILE).exists() else {}
-    variant = parity.get("variant", "int8")  # exports from before the gate had only int8
+    variant = variant or parity.get("variant", "int8")  # exports from before the gate had only int8
     path = folder / (FP32_FILE if variant == "fp32" else ONNX_FILE)
     if "refused" in parity or not path.exists():
         why = f" (the export was refused: {parity['refused']})" if "refused" in parity else ""
@@ -161,11 +162,12 @@ class EmailRouter:
         backend: str = "torch",
         batch_tokens: int = 1024,
         threads: int = 0,
+        onnx_variant: str | None = None,
     ):
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.model_dir, self.backend = Path(model_dir), backend
         if not (self.model_dir / "config.json").exists():
             raise FileNotFoundError(
@@ -185,13 +187,19 @@ class EmailRouter:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
             config = AutoConfig.from_pretrained(self.model_dir)
             self.model = self.session = None
-            if backend == "torch":
+            if backend.startswith("torch"):
                 _need_torch(f"the PyTorch backend for {self.model_dir.name}")
                 self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).to(device).eval()
+                if backend == "torch-bf16":  # weights and activations in bfloat16; logits come back as float32
+                    import torch
+
+                    self.model = self.model.to(torch.bfloat16)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.exact, self.rescore_margin, self.variant = None, 0.0, backend
         if backend == "onnx":
-            self.variant, self.session, self.exact, self.rescore_margin = onnx_sessions(self.model_dir, threads)
+            self.variant, self.session, self.exact, self.rescore_margin = onnx_sessions(
+                self.model_dir, threads, onnx_variant
+            )
             self.input_names = [i.name for i in self.session.get_inputs()]
 
     def batches(self, lengths: list[int]) -> list[np.ndarray]:
@@ -321,24 +329,6 @@ class EmailRouter:
         rows = emails.to_dict("records") if isinstance(emails, pd.DataFrame) else list(emails)
         texts = [clean_email(r.get("subject"), r.get("body")) for r in rows]
         return self.route_texts(texts, top_k, threshold, review_queue)
-
-# %% ../nbs/12_model.ipynb #66929d41
-def serving_router(model_dir: str | Path, settings: Settings | None = None) -> EmailRouter:
-    """The router `settings` ask for: backend (auto: the gated ONNX export, else PyTorch), token budget per call,
-    threads."""
-    s = settings or load_settings()
-    kw = dict(batch_tokens=s.batch_tokens, threads=s.inference_threads)
-    if s.serve_backend != "auto":
-        return EmailRouter(model_dir, backend=s.serve_backend, **kw)
-    try:
-        return EmailRouter(model_dir, backend="onnx", **kw)
-    except FileNotFoundError as e:
-        if not (Path(model_dir) / "config.json").exists():
-            raise
-        if not has_torch():
-            raise FileNotFoundError(f"{e}; PyTorch, the other backend, is not installed") from None
-        log.warning("serving with PyTorch: %s", e)
-        return EmailRouter(model_dir, backend="torch", **kw)
 
 # %% ../nbs/12_model.ipynb #1c11a938
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:

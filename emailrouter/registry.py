@@ -19,7 +19,8 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
 
 from .core import Settings, load_settings, redact_url
-from .model import EmailRouter, serving_router
+from .export import serving_router
+from .model import EmailRouter
 
 log = logging.getLogger("emailrouter.registry")
 

@@ -122,11 +122,16 @@ def test_attribution_checker_highlights_a_pasted_mail(browser, dashboard):
     browser.get(dashboard)
     _wait(browser, "#fig-performance .main-svg")
     browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Attribution checker']").click()
+    assert not browser.find_element(By.ID, "fig-topk").is_displayed()  # no empty axes before anything is explained
     browser.find_element(By.ID, "paste").send_keys(
         "Hej, jeg hedder Jens Hansen (tlf 20 30 40 50). Min regning er alt for høj."
+        + " Jeg har ringet flere gange om fakturaen for mit abonnement uden at få svar." * 8
     )
     browser.find_element(By.ID, "explain").click()
     _wait(browser, "#attr-view .attr-word", timeout=60)
+    assert browser.find_element(By.ID, "fig-topk").is_displayed()
+    overflow = "const v = document.getElementById('attr-view'); return v.scrollWidth - v.clientWidth;"
+    assert browser.execute_script(overflow) <= 1, "the highlighted mail runs off the page instead of wrapping"
     words = browser.find_elements(By.CSS_SELECTOR, "#attr-view .attr-word")
     shaded = [w.get_attribute("style") for w in words]
     assert len(words) >= 8 and any("rgba(" in s for s in shaded)

@@ -82,7 +82,7 @@ def test_relative_links_resolve(site):
 
 
 def test_rendered_outputs_and_no_local_paths(site):
-    serve = (site / "28_serve.html").read_text(encoding="utf-8")
+    serve = (site / "29_serve.html").read_text(encoding="utf-8")
     assert "<img" in serve or "data:image/png" in serve, "the serving notebook's figures must render"
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
@@ -189,6 +189,18 @@ FIGURES = [
         "recorded",
         "accuracy",
     ),
+    ("ONNX int8+fp32 ({:.1f} mails/s)", "serving_variants.json", "variants", "int8+fp32", "mails_per_second"),
+    ("PyTorch bfloat16 ({:.1f} mails/s", "serving_variants.json", "variants", "torch-bf16", "mails_per_second"),
+    (
+        "{:.1%} agreement with fp32 on the test mail",
+        "serving_variants.json",
+        "variants",
+        "torch-bf16",
+        "agreement_with_torch_fp32",
+    ),
+    ("a `transformers` pipeline {:.1f} mails/s", "serving_variants.json", "transformers_pipeline_mails_per_second"),
+    ("PyTorch fp32 {:.1f} |", "serving_variants.json", "variants", "torch", "mails_per_second"),
+    ("`auto` serves {} |", "serving_variants.json", "served_with_auto"),
     ("({:.1%} against the true queues)", "danish.json", "models", "minilm", "demo_test", "served", "true", "accuracy"),
     ("{:.1%} auto-routed at", "danish.json", "models", "minilm", "auto_routed_test"),
     ("auto-routed at {:.1%} accuracy", "danish.json", "models", "minilm", "auto_routed_accuracy_test"),
