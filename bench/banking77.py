@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emailrouter.core import load_settings, setup_logging
+from emailrouter.core import cpu_features, load_settings, setup_logging
 from emailrouter.data import DataError, load_emails
 from emailrouter.metrics import route_metrics
 from emailrouter.model import EmailRouter
@@ -141,6 +141,12 @@ def main(argv=None):
         bert["heldout_test"] = {
             k.removeprefix("test_"): res.metrics[k] for k in ("test_accuracy", "test_macro_f1", "test_weighted_f1")
         }
+        if res.metrics.get("fusion_weight"):  # what the router serves: fused with TF-IDF + LR where validation chose it
+            bert["served_heldout_test"] = {
+                "fusion_weight": res.metrics["fusion_weight"],
+                "accuracy": res.metrics["fused_test_accuracy"],
+                "macro_f1": res.metrics["fused_test_macro_f1"],
+            }
     if "official_test" in test_sets:
         router = EmailRouter(res.model_dir)
         df = test_sets["official_test"]
@@ -150,6 +156,7 @@ def main(argv=None):
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "cpu": cpu_features(),
         "device": res.device,
         "precision": res.precision,
         "rows": {k: len(v) for k, v in data.splits.items()},
@@ -170,6 +177,12 @@ def main(argv=None):
         f"| {Path(s.base_model).name} fine-tuned ({res.device}) | {b['accuracy']:.4f} | {b['macro_f1']:.4f} | "
         f"{res.train_seconds:.0f} s | {res.train_samples_per_second:.1f} |"
     )
+    if "served_heldout_test" in bert and not args.test:
+        f = bert["served_heldout_test"]
+        print(
+            f"| fused with TF-IDF + LR (weight {f['fusion_weight']:.2f}) | {f['accuracy']:.4f} "
+            f"| {f['macro_f1']:.4f} | | |"
+        )
     print(f"| TF-IDF + LR | {t['accuracy']:.4f} | {t['macro_f1']:.4f} | {base['fit_seconds']:.0f} s | – |")
     print(
         f"accuracy ratio fine-tuned / TF-IDF: {b['accuracy'] / t['accuracy']:.4f}; published anchors (official "

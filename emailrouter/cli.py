@@ -117,6 +117,14 @@ def _training_commands(command) -> None:
         "--truncation", choices=["head", "head_tail"], help="how a long mail is cut (default: EMAILROUTER_TRUNCATION)"
     )
     train.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], help="loss weights of rare queues")
+    train.add_argument(
+        "--layer-lr-decay",
+        type=float,
+        help="each layer below the head learns at this times the rate of the one above (default 1: one rate)",
+    )
+    train.add_argument(
+        "--freeze-embeddings", action="store_true", default=None, help="keep the encoder's embeddings as pretrained"
+    )
     train.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke tests)")
     train.add_argument(
         "--patience",

@@ -114,6 +114,8 @@ def cmd_train(args) -> int:
         max_length=args.max_length,
         truncation=args.truncation,
         class_weighting=args.class_weighting,
+        layer_lr_decay=args.layer_lr_decay,
+        freeze_embeddings=args.freeze_embeddings,
         early_stopping_patience=args.patience,
     )
     knobs = {k: v for k, v in knobs.items() if v is not None}

@@ -106,7 +106,8 @@ def onnx_sessions(model_dir: str | Path, threads: int = 0, variant: str | None =
         variant,
         ort_session(path, threads),
         ort_session(folder / FP32_FILE, threads),
-        float(parity["rescore_margin"]),
+        # the margin is at the top level when int8+fp32 was the gate's ONNX choice, else in its candidate's figures
+        float(parity.get("rescore_margin") or parity["candidates"]["int8+fp32"]["rescore_margin"]),
     )
 
 
