@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'DRIFT_DEFAULTS', 'period_scores', 'queue_scores', 'feedback_confusion', 'estimate_accuracy', 'psi_shares',
-           'psi', 'text_drift_auc', 'drift_report', 'windows', 'prometheus_text', 'shadow_comparison',
-           'promote_on_feedback']
+           'psi', 'domain_classifier', 'text_drift_auc', 'drift_report', 'windows', 'prometheus_text',
+           'shadow_comparison', 'promote_on_feedback']
 
 # %% ../nbs/30_monitor.ipynb #2470e100
 def _scores(g: pd.DataFrame) -> dict[str, float]:
@@ -150,13 +150,22 @@ def psi(reference: pd.Series, current: pd.Series, eps: float = 1e-4) -> float:
     return psi_shares(shares(reference), shares(current), eps)
 
 
-def text_drift_auc(reference: list[str], current: list[str], max_per_side: int = 2000, seed: int = 0) -> float:
-    """Cross-validated ROC AUC of a TF-IDF (char 2-4-grams) + logistic-regression classifier telling `current` from
-    `reference`."""
+def domain_classifier():
+    """An unfitted classifier of which of two sets of mails a text comes from: TF-IDF of character 2-4-grams and
+    logistic regression, cheap enough to fit on every check."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True),
+        LogisticRegression(C=1.0, max_iter=1000),
+    )
+
+
+def text_drift_auc(reference: list[str], current: list[str], max_per_side: int = 2000, seed: int = 0) -> float:
+    "Cross-validated ROC AUC of the `domain_classifier` telling `current` from `reference`."
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     rng = np.random.default_rng(seed)
     pick = lambda xs: [xs[i] for i in rng.permutation(len(xs))[:max_per_side]]
@@ -164,10 +173,7 @@ def text_drift_auc(reference: list[str], current: list[str], max_per_side: int =
     if min(len(a), len(b)) < 10:
         return float("nan")
     X, y = a + b, np.r_[np.zeros(len(a)), np.ones(len(b))]
-    pipe = make_pipeline(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True),
-        LogisticRegression(C=1.0, max_iter=1000),
-    )
+    pipe = domain_classifier()
     folds = StratifiedKFold(n_splits=min(5, min(len(a), len(b))), shuffle=True, random_state=seed)
     return float(cross_val_score(pipe, X, y, cv=folds, scoring="roc_auc").mean())
 
