@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     min_queue_support: int = Field(30, ge=1, description="validation mails a queue needs for a threshold of its own")
     top_k: int = Field(3, ge=1, le=100, description="queues listed with their scores in each answer")
     review_queue: str = Field("manuel_behandling", min_length=1, description="route for answers under the threshold")
+    new_queues: list[str] = Field(
+        default_factory=list,
+        description="queues agents may file mail to that no model routes to yet (a new product's); JSON list. The "
+        "next `train --with-feedback` learns them",
+    )
     max_batch_items: int = Field(64, ge=1, le=10_000)
     max_body_bytes: int = Field(64_000, ge=100)
     microbatch_size: int = Field(32, ge=1, le=1024)

@@ -24,7 +24,7 @@ log = logging.getLogger("emailrouter.data")
 from .sources import DataError, parse_timestamps, read_source, resolve_columns
 
 # %% auto #0
-__all__ = ['log', 'DropReport', 'validate_emails', 'split_emails', 'EmailData', 'load_emails']
+__all__ = ['log', 'DropReport', 'validate_emails', 'split_emails', 'EmailData', 'load_emails', 'split_data']
 
 # %% ../nbs/06_data.ipynb #239f113c
 @dataclass
@@ -174,9 +174,15 @@ def validate_emails(
 
 # %% ../nbs/06_data.ipynb #7c6cbd24
 def split_emails(
-    df: pd.DataFrame, kind: str = "auto", val_size: float = 0.1, test_size: float = 0.1, seed: int = 42
+    df: pd.DataFrame,
+    kind: str = "auto",
+    val_size: float = 0.1,
+    test_size: float = 0.1,
+    seed: int = 42,
+    learn_every_label: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], str]:
-    "Split validated rows into train/validation/test; returns (splits, kind used)."
+    """Split validated rows into train/validation/test; returns (splits, kind used). With `learn_every_label`, a time
+    split moves the older half of a queue that only its newest mail has (a queue opened lately) into training."""
     if kind == "auto":
         kind = "time" if "timestamp" in df.columns else "stratified"
     n = len(df)
@@ -192,6 +198,12 @@ def split_emails(
             "validation": d.iloc[n - n_test - n_val : n - n_test],
             "test": d.iloc[n - n_test :],
         }
+        for label in sorted(set(d["label"]) - set(splits["train"]["label"])) if learn_every_label else []:
+            held = pd.concat([splits["validation"], splits["test"]])
+            mine = held.index[held["label"] == label]
+            older = mine[: max(1, len(mine) // 2)]  # `d` is in time order, so are the held-out rows
+            splits["train"] = pd.concat([splits["train"], d.loc[older]])
+            splits = {k: v.drop(older, errors="ignore") if k != "train" else v for k, v in splits.items()}
     elif kind == "stratified":
         from sklearn.model_selection import train_test_split
 
@@ -252,7 +264,21 @@ def load_emails(
     df, report = validate_emails(raw, s, clean=clean)
     log.info("validated %s: %d rows read, %d kept", redact_url(source), report.rows_in, report.rows_out)
     log.debug("drop report:\n%s", report)
-    parts, kind = split_emails(df, split or s.split, s.val_size, s.test_size, s.seed)
+    return split_data(df, report, redact_url(source), s, split)
+
+
+def split_data(
+    df: pd.DataFrame,
+    report: DropReport,
+    source: str,
+    settings: Settings | None = None,
+    split: str | None = None,
+    learn_every_label: bool = False,
+) -> EmailData:
+    """Validated rows (`validate_emails`' frame) split (see `split_emails`) and packed as `EmailData`; `source` names
+    where they came from."""
+    s = settings or load_settings()
+    parts, kind = split_emails(df, split or s.split, s.val_size, s.test_size, s.seed, learn_every_label)
     tags = sorted(df["label"].unique())
     import datasets  # the training extra; reading and validating do without it
 
@@ -274,7 +300,7 @@ def load_emails(
             for k, v in parts.items()
         }
     )
-    data = EmailData(dsd, tags, report, kind, redact_url(source))
+    data = EmailData(dsd, tags, report, kind, source)
     for k, labels in data.unseen_labels.items():
         if labels:
             msg = f"{k} split has queues never seen in training: {labels} (drift; they count as errors)"

@@ -210,11 +210,13 @@ def label_queue(
     voters: dict[str, Callable[[list[str]], list[str]]] | None = None,
     limit: int = 20_000,
     seed: int = 0,
+    new_queues: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The `budget` logged, unlabelled mails agents should label next by `strategy` (one of `STRATEGIES`), in the order
     to label them, with `SHEET_COLUMNS` (`true_queue` empty, for the agent). `drift` compares with `reference` (texts;
     default: the log before `since`); `voters` adds members to the `disagreement` committee (name: texts -> queues, e.g.
-    `keyword_voter(router)`). Reads the newest `limit` candidates in [since, until)."""
+    `keyword_voter(router)`). Reads the newest `limit` candidates in [since, until); `new_queues` (opened since the
+    models were trained) are offered beside each mail's queues."""
     if strategy not in STRATEGIES:
         raise DataError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if budget < 1:
@@ -236,7 +238,7 @@ def label_queue(
             "score": out["score"].round(3),
             "reason": [why[i] for i in pick],
             "created_at": out["created_at"],
-            "queues": [", ".join(q) if q else "" for q in out["queues"]],
+            "queues": [", ".join([*(q or []), *(x for x in new_queues if x not in (q or []))]) for q in out["queues"]],
             "text": out["text"],
         }
     )
@@ -368,10 +370,13 @@ def _logged(engine: sa.Engine, ids: list[str]) -> tuple[dict, dict]:
     return {k: v or every for k, v in queues.items()}, latest
 
 
-def import_feedback(engine: sa.Engine, sheet: pd.DataFrame, source: str = "labelling") -> dict[str, int]:
+def import_feedback(
+    engine: sa.Engine, sheet: pd.DataFrame, source: str = "labelling", new_queues: Sequence[str] = ()
+) -> dict[str, int]:
     """Store the queues of a filled-in label sheet (`read_label_sheet`'s frame) as feedback from `source`, all or
-    nothing: every problem (an id not in the log, a queue its model does not route to, an id given two queues) is
-    reported at once with its sheet row, and then nothing is stored. Returns {stored, unchanged, blank}."""
+    nothing: every problem (an id not in the log, a queue neither its model routes to nor among `new_queues`, an id
+    given two queues) is reported at once with its sheet row, and then nothing is stored. Returns {stored, unchanged,
+    blank}."""
     norm = lambda q: "".join(q.split()).casefold()
     todo = sheet[sheet["true_queue"].str.strip() != ""]
     queues, latest = _logged(engine, todo["request_id"].unique().tolist())
@@ -380,7 +385,7 @@ def import_feedback(engine: sa.Engine, sheet: pd.DataFrame, source: str = "label
         if r.request_id not in queues:
             problems.append(f"row {r.row}: no logged mail has request_id {r.request_id[:80]!r}")
             continue
-        q = {norm(x): x for x in queues[r.request_id]}.get(norm(r.true_queue))
+        q = {norm(x): x for x in [*queues[r.request_id], *new_queues]}.get(norm(r.true_queue))
         if q is None:
             problems.append(
                 f"row {r.row}: unknown queue {r.true_queue[:100]!r}; the model that answered routes to "

@@ -425,10 +425,12 @@ def record_feedback(
     source: str,
     known_queues: list[str],
     pending_queues: list[str] | None = None,
+    new_queues: list[str] = (),
 ) -> dict[str, Any]:
     """Store one correction. `true_queue` must be a queue of the model that answered: the one the logged prediction
     points at, else `pending_queues` for a prediction still on its way to the log, else (a row logged before queue
-    sets were kept) `known_queues`. Returns {request_id, true_queue, corrections}."""
+    sets were kept) `known_queues`; or one of `new_queues`, opened since (the next model learns them). Returns
+    {request_id, true_queue, corrections}."""
     P, F, Q = PredictionRow.__table__, FeedbackRow.__table__, QueueSetRow.__table__
     with engine.begin() as conn:
         row = conn.execute(
@@ -439,6 +441,7 @@ def record_feedback(
         if row is None and pending_queues is None:
             raise FeedbackError(f"no prediction with request_id {request_id!r}", 404)
         queues = json.loads(row.queues) if row is not None and row.queues else pending_queues or known_queues
+        queues = [*queues, *(q for q in new_queues if q not in queues)]
         if true_queue not in queues:
             which = f"version {row.model_version}" if row is not None and row.model_version else "the model"
             raise FeedbackError(

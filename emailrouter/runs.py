@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ class RunPlan:
     out: Path
     max_steps: int | None = None
     run_id: str | None = None
+    lineage: dict | None = None  # with agents' feedback: `load_with_feedback`'s lineage, and the parent version
 
     def write_request(self) -> None:
         "Write `request.json` into the run folder."
@@ -48,10 +50,27 @@ class RunPlan:
             "max_steps": self.max_steps,
             "params": {k: v for k, v in self.params.flat().items() if k != "num_labels"},
         }
+        if self.lineage:
+            req["feedback"] = {k: self.lineage.get(k) for k in ("feedback_since", "feedback_upto_id")}
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / REQUEST_FILE).write_text(json.dumps(req, indent=2))
 
 # %% ../nbs/21_runs.ipynb #7623eae2785240b9bd12b16a66d81610
+def _load(source: str, query: str | None, s: Settings, feedback: dict | None) -> tuple[EmailData, dict | None]:
+    "The run's data, and its lineage when agents' feedback is added (the version then @champion is its parent)."
+    if feedback is None:
+        return load_emails(source, query=query, settings=s), None
+    from emailrouter.feedback_data import champion_version, load_with_feedback
+
+    since, upto = feedback.get("since"), feedback.get("upto_id")
+    if isinstance(since, str):
+        since = datetime.fromisoformat(since)
+    data, lineage = load_with_feedback(source, feedback.get("log_url"), query, s, since=since, upto_id=upto)
+    lineage["feedback_since"] = since.isoformat() if since else None
+    lineage["parent_model_version"] = champion_version(s)
+    return data, lineage
+
+
 def plan_run(
     source: str | None = None,
     settings: Settings | None = None,
@@ -62,15 +81,17 @@ def plan_run(
     out: str | Path | None = None,
     max_steps: int | None = None,
     say: Callable = log.info,
+    feedback: dict | None = None,
 ) -> RunPlan:
     """A new run on `source` (default: the settings' data source) with `knobs` over the default parameters, or over a
-    tuned configuration (`params`: "best" or a JSON file); the run folder defaults to <output_dir>/train/<time>."""
+    tuned configuration (`params`: "best" or a JSON file); the run folder defaults to <output_dir>/train/<time>. With
+    `feedback` ({"log_url": ..., "since": ...}, both optional) the prediction log's labelled mail is added."""
     from emailrouter.train import BertParams
 
     s = settings or load_settings()
     knobs = knobs or {}
     source = source or s.data_source
-    data = load_emails(source, query=query, settings=s)
+    data, lineage = _load(source, query, s, feedback)
     base = s.base_model
     try:
         if params:  # a tuned configuration; knobs given beside it win
@@ -85,7 +106,7 @@ def plan_run(
     except ValueError as e:
         raise DataError(str(e)) from None
     folder = Path(out or Path(s.output_dir) / "train" / time.strftime("%Y%m%d-%H%M%S"))
-    return RunPlan(data, source, query, chosen, base, folder, max_steps)
+    return RunPlan(data, source, query, chosen, base, folder, max_steps, lineage=lineage)
 
 
 def resume_plan(settings: Settings | None = None, say: Callable = log.info) -> RunPlan:
@@ -102,7 +123,10 @@ def resume_plan(settings: Settings | None = None, say: Callable = log.info) -> R
         req = json.loads((out / REQUEST_FILE).read_text())
     except (OSError, ValueError):
         raise DataError(f"run {run_id} cannot be resumed: {out / REQUEST_FILE} is missing or unreadable") from None
-    data = load_emails(req["source"], query=req.get("query"), settings=s)
+    fb = req.get("feedback")
+    data, lineage = _load(
+        req["source"], req.get("query"), s, fb and {"since": fb["feedback_since"], "upto_id": fb["feedback_upto_id"]}
+    )
     if data_fingerprint(data)["sha256"] != run.data.tags.get("data_sha256"):
         raise DataError(
             f"the data of run {run_id} ({redact_url(req['source'])}) changed since it started; train anew instead"
@@ -112,7 +136,9 @@ def resume_plan(settings: Settings | None = None, say: Callable = log.info) -> R
         f"resuming MLflow run {run_id} ({run.info.status.lower()}: "
         f"{run.data.tags.get('failure_reason', 'no reason recorded')})"
     )
-    return RunPlan(data, req["source"], req.get("query"), params, req["base_model"], out, req.get("max_steps"), run_id)
+    return RunPlan(
+        data, req["source"], req.get("query"), params, req["base_model"], out, req.get("max_steps"), run_id, lineage
+    )
 
 # %% ../nbs/21_runs.ipynb #b118ea5561624da68c537baed56e602f
 @dataclass
@@ -142,9 +168,8 @@ def run_training(
         plan.write_request()
         if track:
             try:
-                run_id = plan.run_id = open_run(
-                    plan.data, {**plan.params.flat(), "base_model": base_model_name(plan.base_model)}, plan.out, s
-                )
+                header = {**plan.params.flat(), "base_model": base_model_name(plan.base_model), **(plan.lineage or {})}
+                run_id = plan.run_id = open_run(plan.data, header, plan.out, s)
                 say(f"MLflow run {run_id} in {redact_url(s.mlflow_tracking_uri)}: curves stream in while it trains")
             except Exception as e:
                 log.warning("MLflow is unavailable (%s): training goes on untracked", type(e).__name__)

@@ -138,3 +138,74 @@ def test_cli_writes_a_sheet_and_imports_what_agents_wrote(tmp_path):
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     r = run_cli("label-queue", "--out", tmp_path / "x.csv")
     assert r.returncode == 2 and "no prediction log at" in r.stderr and "serve some mail first" in r.stderr
+
+
+def test_train_with_feedback_learns_a_new_queue_and_records_its_lineage(tmp_path):
+    """Agents label logged mail, some of it with a queue opened after the model was trained (accepted through the
+    new_queues setting); `train --with-feedback` learns that queue, tests on the newest labelled mail, records the
+    lineage in MLflow and registers the model as @challenger without promoting it."""
+    from mlflow import MlflowClient
+
+    from emailrouter.core import load_settings
+    from emailrouter.demo import make_demo_corpus
+    from emailrouter.registry import CHALLENGER, configure_mlflow
+    from emailrouter.testing import tiny_encoder
+    from emailrouter.text import clean_email
+
+    inbox = make_demo_corpus(500, seed=5, messy=False).sort_values("received_at", ignore_index=True)
+    inbox.iloc[:300][["id", "received_at", "subject", "body", "queue"]].to_csv(tmp_path / "train.csv", index=False)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = log_engine(url)
+    migrate(engine)
+    queues = sorted(set(inbox["queue"]))
+    qs = queue_set_id(queues)
+    later = inbox.iloc[300:].reset_index(drop=True)
+    ev = [f"Jeg har købt elbil nummer {i} og vil have en ladeboks monteret" for i in range(8)]
+    texts = [clean_email(m.subject, m.body) for m in later.itertuples()] + ev
+    t0 = datetime(2026, 2, 1)
+    rows = [
+        prediction_row(f"r{i}", t, {"queue": "andet", "score": 0.5, "route": "andet", "top_k": []}, "m", "1", 3.0)
+        | {"created_at": t0 + timedelta(hours=i), "queue_set": qs}
+        for i, t in enumerate(texts)
+    ]
+    with engine.begin() as c:
+        c.execute(sa.text("insert into er_queue_sets (id, queues) values (:i, :q)"), {"i": qs, "q": json.dumps(queues)})
+        c.execute(sa.table("er_predictions", *[sa.column(k) for k in rows[0]]).insert(), rows)
+    engine.dispose()
+    sheet = pd.DataFrame(
+        {"request_id": [f"r{i}" for i in range(len(texts))], "true_queue": [*later["true_queue"], *["elbil"] * 8]}
+    )
+    sheet.to_csv(tmp_path / "labels.csv", index=False)
+    env = {
+        "EMAILROUTER_LOG_URL": url,
+        "EMAILROUTER_OUTPUT_DIR": str(tmp_path / "runs"),
+        "EMAILROUTER_BASE_MODEL": str(tiny_encoder(tmp_path / "encoder", "bert")),
+        "EMAILROUTER_MIN_EXAMPLES_PER_LABEL": "5",
+    }
+    r = run_cli("feedback-import", tmp_path / "labels.csv", env=env)
+    assert r.returncode == 2 and "unknown queue 'elbil'" in r.stderr, r.stderr  # not a queue yet
+    r = run_cli("feedback-import", tmp_path / "labels.csv", env=env | {"EMAILROUTER_NEW_QUEUES": '["elbil"]'})
+    assert r.returncode == 0 and f"stored {len(texts)} labels" in r.stdout, r.stdout + r.stderr
+
+    args = ["--epochs", "1", "--max-steps", "2", "--batch-size", "8", "--max-length", "32"]
+    r = run_cli("train", tmp_path / "train.csv", "--with-feedback", *args, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "with agents' labels: 208 logged mails answered 2026-02-01 00:00:00" in r.stdout, r.stdout
+    assert "new queues: elbil" in r.stdout and "parent model version none" in r.stdout, r.stdout
+    assert "promote --on-feedback" in r.stdout and "promoted to @champion" not in r.stdout, r.stdout
+    s = load_settings(output_dir=tmp_path / "runs")
+    configure_mlflow(s)
+    client = MlflowClient()
+    mv = client.get_model_version_by_alias(s.model_name, CHALLENGER)
+    params = client.get_run(mv.run_id).data.params
+    assert params["feedback_rows"] == "208" and "elbil" in params["feedback_new_queues"].split(","), params
+    assert params["feedback_last"] == f"{t0 + timedelta(hours=len(texts) - 1):%Y-%m-%d %H:%M:%S}"
+    request = json.loads(next((tmp_path / "runs" / "train").glob("*/request.json")).read_text())
+    assert request["feedback"]["feedback_upto_id"] == len(texts) and url not in json.dumps(request)
+    model_dir = next((tmp_path / "runs" / "train").glob("*/model"))
+    assert "elbil" in json.loads((model_dir / "config.json").read_text())["label2id"]
+
+    r = run_cli("train", tmp_path / "train.csv", "--since", "2026-02-01", env=env)
+    assert r.returncode == 2 and "--since and --log-url choose the feedback of --with-feedback" in r.stderr
+    r = run_cli("train", tmp_path / "train.csv", "--with-feedback", "--since", "2027-01-01", *args, env=env)
+    assert r.returncode == 2 and "holds no labelled mail with text answered since 2027-01-01" in r.stderr, r.stderr

@@ -196,9 +196,12 @@ def test_shadow_challenger_scores_traffic_and_feedback_promotes_it(tiny_model, t
     with TestClient(create_app(s)) as c:
         assert c.app.state.shadow.model.version == "2"
         ids = [c.post("/predict", json={"body": t}).json()["request_id"] for t in texts]
-        for _ in range(100):
-            if len(read_shadow(log_engine(s.log_url))) == len(ids) and c.app.state.recorder.log.flush(1):
+        engine = log_engine(s.log_url)
+        for _ in range(200):  # the writer creates the log's tables with its first batch: until then there are none
+            done = c.app.state.recorder.log.flush(1)
+            if done and sa.inspect(engine).has_table("er_shadow") and len(read_shadow(engine)) == len(ids):
                 break
+            time.sleep(0.05)
         shadow = read_shadow(log_engine(s.log_url)).set_index("request_id")
         assert sorted(shadow.index) == sorted(ids) and set(shadow["model_version"]) == {"2"}
         for _ in range(100):  # counted just after the rows are handed over

@@ -247,6 +247,7 @@ class Recorder:
                 source,
                 labels,
                 pending_queues=list(pending) if pending is not None else None,
+                new_queues=self.settings.new_queues,
             )
         except sa.exc.SQLAlchemyError as e:
             log.warning("feedback not stored: database unavailable (%s)", type(e).__name__)
