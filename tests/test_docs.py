@@ -230,6 +230,18 @@ FIGURES = [
         "handwritten",
         "accuracy",
     ),
+    ("uncertainty: {:.1%} to", "learning_loop.json", "rounds", 0, "accuracy"),
+    ("to {:.1%} on the newest mail in 600 labels", "learning_loop.json", "summary", "uncertainty", "final_accuracy"),
+    ("in 600 labels ({:.1%} before the drift)", "learning_loop.json", "first_period_accuracy"),
+    ("random's final {:.1%} reached", "learning_loop.json", "summary", "random", "final_accuracy"),
+    ("reached with {} labels | random", "learning_loop.json", "summary", "uncertainty", "labels_to_random_final"),
+    (
+        "reached with {} labels | `python bench/learning",
+        "learning_loop.json",
+        "summary",
+        "random",
+        "labels_to_random_final",
+    ),
     ("ONNX int8+fp32 ({:.1f} mails/s)", "serving_variants.json", "variants", "int8+fp32", "mails_per_second"),
     ("PyTorch bfloat16 ({:.1f} mails/s", "serving_variants.json", "variants", "torch-bf16", "mails_per_second"),
     (

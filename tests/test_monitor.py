@@ -145,19 +145,26 @@ def test_serve_simulate_feedback_monitor(tiny_model, tmp_path):
         assert (
             no_key.returncode == 1 and "3 errors" in no_key.stdout and "HTTP 401" in no_key.stdout
         )  # the key is required
+        # the second period: agents' labels naming the new queue are refused until EMAILROUTER_NEW_QUEUES lists it
+        drift = _cli("simulate", "--drift", "--url", url, "--n", "40", "--rate", "100", "--feedback", "1", env=env)
+        assert drift.returncode == 0 and "sent 40 mails" in drift.stdout, drift.stdout + drift.stderr
+        assert "EMAILROUTER_NEW_QUEUES" in drift.stderr, drift.stderr
     df = read_log(log_engine(log_url))
     n_fb = int(df["true_queue"].notna().sum())
-    routed = int(sim.stdout.split(" routed")[0].rsplit(" ", 1)[1])
+    count = lambda out, before, after: int(out.split(after)[0].rsplit(before, 1)[1].split()[0])
+    routed, routed2 = count(sim.stdout, " ", " routed"), count(drift.stdout, " ", " routed")
+    fb2, refused2 = count(drift.stdout, "feedback posted for ", " ("), count(drift.stdout, "(", " refused)")
+    assert routed2 == 40 and fb2 + refused2 == 40 and refused2 >= 1, drift.stdout  # the new queue's mails
     assert (
         routed >= 75
-        and len(df) == routed
-        and 20 <= n_fb <= 60
+        and len(df) == routed + routed2
+        and 20 + fb2 <= n_fb <= 60 + fb2
         and set(df.loc[df.true_queue.notna(), "true_queue"]) <= set(tiny_model.data.unique_tags)
     )
     prom = tmp_path / "textfile" / "emailrouter.prom"
     mon = _cli("monitor", "--freq", "h", "--current-hours", "0.01", "--prom-file", str(prom), env=env)
     assert mon.returncode == 0, mon.stdout + mon.stderr
-    assert f"{routed} predictions, {n_fb} with feedback" in mon.stdout and "estimated accuracy" in mon.stdout
+    assert f"{len(df)} predictions, {n_fb} with feedback" in mon.stdout and "estimated accuracy" in mon.stdout
     text = prom.read_text()
     assert "emailrouter_production_accuracy" in text and "emailrouter_estimated_accuracy" in text
     empty = _cli("monitor", "--log-url", f"sqlite:///{tmp_path / 'nothing.db'}")
