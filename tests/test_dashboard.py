@@ -64,6 +64,7 @@ def dashboard(tiny_model, tmp_path_factory):
         "EMAILROUTER_LOG_LEVEL": "WARNING",
     }
     with serve_process([EMAILROUTER_CLI, "dashboard", "--port", "{port}"], ready_path="/", env=env, cwd=root) as base:
+        base.log_url = url  # for tests that check what the pages stored
         yield base
 
 
@@ -251,3 +252,50 @@ def test_no_public_dashboard_without_login(tmp_path):
         env={**os.environ, "EMAILROUTER_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}"},
     )
     assert p.returncode == 2 and "refusing to serve the dashboard on 0.0.0.0 without a login" in p.stderr
+
+
+def test_labelling_page_stores_an_agents_queue(browser, dashboard):
+    """An agent takes a batch on the labelling page, confirms the preselected queue with Save, skips one, saves a
+    changed queue; the labels are in the log with source labelling, and the buttons carry access keys."""
+    from selenium.webdriver.common.by import By
+
+    from emailrouter.predlog import read_log
+
+    browser.get(dashboard)
+    _wait(browser, "#fig-performance .main-svg")
+    browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Labelling']").click()
+    assert not browser.find_element(By.ID, "lab-card").is_displayed()  # nothing shown before a batch
+    size = browser.find_element(By.CSS_SELECTOR, "#lab-size")
+    size.clear()
+    size.send_keys("3")
+    browser.find_element(By.ID, "lab-load").click()
+    assert _text_changes(browser, "lab-status", "") == "3 mails chosen by uncertainty"
+    meta = _text_changes(browser, "lab-meta", "")  # the card is drawn once the batch has arrived
+    assert meta.startswith("1 of 3 · the model says") and browser.find_element(By.ID, "lab-card").is_displayed(), meta
+    assert "[NAME]" in browser.find_element(By.ID, "lab-text").text  # the stored, masked text
+    assert [browser.find_element(By.ID, b).get_attribute("accesskey") for b in ("lab-save", "lab-skip")] == ["s", "k"]
+    browser.find_element(By.ID, "lab-save").click()  # the model's queue is preselected: confirm it
+    first = _text_changes(browser, "lab-status", "3 mails chosen by uncertainty")
+    assert first.startswith("saved r"), first
+    browser.find_element(By.ID, "lab-skip").click()
+    skipped = _text_changes(browser, "lab-status", first)
+    assert skipped.startswith("skipped r"), skipped
+    for _ in range(100):  # the card follows the position
+        if browser.find_element(By.ID, "lab-meta").text.startswith("3 of 3"):
+            break
+        time.sleep(0.1)
+    assert browser.find_element(By.ID, "lab-meta").text.startswith("3 of 3")
+    options = browser.find_elements(By.CSS_SELECTOR, "#lab-queue input")
+    checked = [o for o in options if o.is_selected()]
+    other = next(o for o in options if not o.is_selected())
+    other.click()
+    chosen = other.get_attribute("value")
+    browser.find_element(By.ID, "lab-save").click()
+    last = _text_changes(browser, "lab-status", skipped)
+    assert last.endswith(f": {chosen}") and checked, last
+    labelled = [first.split()[1].rstrip(":"), last.split()[1].rstrip(":")]
+    log = read_log(log_engine(dashboard.log_url)).set_index("request_id")
+    assert log.loc[labelled[1], "true_queue"] == chosen
+    assert log.loc[labelled, "feedback_source"].tolist() == ["labelling", "labelling"]
+    _shot(browser, "labelling.png")
+    assert not _severe(browser)
