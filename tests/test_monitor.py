@@ -221,6 +221,13 @@ def test_shadow_challenger_scores_traffic_and_feedback_promotes_it(tiny_model, t
         assert not few["promoted"] and "only 0 shadowed mails have feedback" in few["reason"]
         for i in ids:  # the agents side with the challenger every time
             assert c.post("/feedback", json={"request_id": i, "true_queue": shadow.loc[i, "queue"]}).status_code == 200
+        # a model retrained from the log registers a new @challenger: a reload makes it the shadow, no restart
+        log_training(other, tiny_model.data, {}, {"test_macro_f1": 0.3}, settings=s)  # v3
+        r = c.post("/admin/reload").json()
+        assert (r["version"], r["shadow_version"]) == ("1", "3") and c.app.state.shadow.model.version == "3", r
+        set_alias = MlflowClient().set_registered_model_alias
+        set_alias("shadow-test", "challenger", "2")  # back to v2, the challenger the feedback below judges
+        assert c.post("/admin/reload").json()["shadow_version"] == "2"
     strict = promote_on_feedback(s, margin=1.0, min_feedback=30)  # no gain can clear 100 points
     assert not strict["promoted"] and "does not clear the margin" in strict["reason"]
     d = promote_on_feedback(s, margin=0.0, min_feedback=30)

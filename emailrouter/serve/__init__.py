@@ -197,12 +197,13 @@ admin = APIRouter(dependencies=[Depends(require_key)], tags=["administration"])
 
 
 @admin.post("/admin/reload", summary="Load the model the URI points at now", responses={409: {"model": Problem}})
-async def admin_reload(h: ModelHolder = Depends(holder)):
+async def admin_reload(request: Request, h: ModelHolder = Depends(holder)):
     try:
         info = await h.reload()
     except ModelNotFound as e:
         raise HTTPException(409, f"reload failed, still serving the old model: {e}") from None
-    return {"status": "reloaded", **info}
+    shadow = await request.app.state.shadow.refresh(h.model)  # a retrained @challenger, or none if promoted
+    return {"status": "reloaded", **info, "shadow_version": shadow}
 
 # %% ../../nbs/29_serve.ipynb #67f698e2
 @asynccontextmanager
@@ -217,7 +218,7 @@ async def _lifespan(app: FastAPI):
         log.info("authentication is on: /predict, /feedback, /model and /admin/reload need EMAILROUTER_API_KEY")
     await app.state.holder.start()
     app.state.recorder.start()
-    await app.state.shadow.start(app.state.holder.model)
+    await app.state.shadow.start(app.state.holder.model, app.state.holder)
     yield
     await app.state.shadow.stop()
     await app.state.holder.stop()

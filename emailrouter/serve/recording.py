@@ -264,25 +264,54 @@ class Shadow:
         self.model: LoadedModel | None = None
         self.queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
+        self._poller: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="shadow")
         self._rng = random.Random(settings.seed)
 
-    async def start(self, champion: LoadedModel):
-        "Load the shadow model when there is one other than `champion`, and start scoring."
+    async def start(self, champion: LoadedModel, holder=None):
+        """Load the shadow model when there is one other than `champion`, and start scoring; with `holder` (the
+        `ModelHolder`) and EMAILROUTER_RELOAD_POLL_SECONDS, look for a new challenger as often as for a new champion."""
+        await self.refresh(champion)
+        if holder is not None and self.settings.reload_poll_seconds > 0 and self._wanted():
+            self._poller = asyncio.create_task(self._poll(holder))
+
+    def _wanted(self) -> bool:
         s = self.settings
-        if not s.shadow_uri or s.shadow_share <= 0 or self.recorder.log is None:
-            return
+        return bool(s.shadow_uri) and s.shadow_share > 0 and self.recorder.log is not None
+
+    async def refresh(self, champion: LoadedModel) -> str | None:
+        """Load the challenger the shadow URI points at now (a retrained model registers a new `@challenger`): the
+        version it scores with from here on, None when there is none, or it is the champion. A challenger that
+        cannot be loaded leaves the one scoring as it is."""
+        s = self.settings
+        if not self._wanted():
+            return None
         try:
             m = await asyncio.get_running_loop().run_in_executor(None, load_model, s.shadow_uri, s)
         except ModelNotFound as e:
-            log.info("no shadow challenger: %s", str(e).splitlines()[0][:200])
-            return
+            log.info("no new shadow challenger: %s", str(e).splitlines()[0][:200])
+            return self.model.version if self.model else None
         if (m.name, m.version) == (champion.name, champion.version) and m.name is not None:
-            log.info("the challenger is the champion (version %s): no shadow", m.version)
-            return
-        self.model, self.queue = m, asyncio.Queue(maxsize=s.shadow_queue_size)
-        self._task = asyncio.create_task(self._run())
+            if self.model is not None or self.queue is None:
+                log.info("the challenger is the champion (version %s): no shadow", m.version)
+            self.model = None
+            return None
+        if self.model is not None and (m.name, m.version) == (self.model.name, self.model.version):
+            return m.version
+        self.model = m
+        if self.queue is None:
+            self.queue = asyncio.Queue(maxsize=s.shadow_queue_size)
+            self._task = asyncio.create_task(self._run())
         log.info("shadow challenger: %s version %s on %.0f%% of the traffic", m.name, m.version, 100 * s.shadow_share)
+        return m.version
+
+    async def _poll(self, holder):
+        while True:
+            await asyncio.sleep(self.settings.reload_poll_seconds)
+            try:
+                await self.refresh(holder.model)
+            except Exception as e:
+                log.warning("shadow registry poll failed: %s", str(e).splitlines()[0][:200])
 
     def offer(self, ids: list[str], texts: list[str]):
         "Queue a share of these mails for the challenger; never blocks."
@@ -303,6 +332,8 @@ class Shadow:
             while len(batch) < 32 and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             m = self.model
+            if m is None:  # the challenger became the champion: no shadow
+                continue
             try:
                 t = time.perf_counter()
                 probs = await loop.run_in_executor(self._pool, m.router.predict_proba, [x[1] for x in batch])
@@ -327,6 +358,7 @@ class Shadow:
 
     async def stop(self):
         "Stop scoring; answers still queued for the shadow are dropped (they were never on the request path)."
-        if self._task:
-            self._task.cancel()
+        for task in (self._task, self._poller):
+            if task:
+                task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
