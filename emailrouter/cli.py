@@ -152,7 +152,9 @@ def _training_commands(command) -> None:
         help="add the mail agents labelled in the prediction log (latest label per mail; the newest is the test set)",
     )
     train.add_argument("--since", type=_when, help="with --with-feedback: only mail answered from this date (UTC)")
-    train.add_argument("--log-url", help="with --with-feedback: the prediction log (default: EMAILROUTER_LOG_URL)")
+    train.add_argument(
+        "--log-url", help="with --with-feedback or --resume: the prediction log (default: EMAILROUTER_LOG_URL)"
+    )
     train.add_argument("--out", metavar="FOLDER", help="run folder (default: <EMAILROUTER_OUTPUT_DIR>/train/<time>)")
     train.add_argument("--no-track", action="store_true", help="do not log to MLflow or register the model")
     train.add_argument(

@@ -123,11 +123,12 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.no_track:
             raise DataError("--resume continues a tracked run; it cannot be combined with --no-track")
-        if args.source or args.demo or args.params or args.out or knobs or args.with_feedback:
+        if args.source or args.demo or args.params or args.out or knobs or args.with_feedback or args.since:
             raise DataError(
-                "--resume continues the interrupted run with its own data and settings; drop the other options"
+                "--resume continues the interrupted run with its own data and settings; drop the other options "
+                "(--log-url may name the prediction log a run with feedback read)"
             )
-        plan = resume_plan(s, say)
+        plan = resume_plan(s, say, log_url=args.log_url)
     else:
         if (args.since or args.log_url) and not args.with_feedback:
             raise DataError("--since and --log-url choose the feedback of --with-feedback; add it, or drop them")

@@ -170,5 +170,5 @@ def labelling_callbacks(app: Dash, settings: Settings, model_queues: Callable[[]
             f"{pos + 1} of {len(batch)} · the model says {mail['model_queue']} ({float(mail['score']):.2f}) · "
             f"{mail['reason']}"
         )
-        preselect = mail["model_queue"] if mail["model_queue"] in options else None
-        return SHOWN, meta, mail["text"], [{"label": q, "value": q} for q in options], preselect
+        # nothing preselected: an agent who confirms the model by habit teaches the next model its mistakes
+        return SHOWN, meta, mail["text"], [{"label": q, "value": q} for q in options], None

@@ -30,8 +30,8 @@ def unlabelled(
 ) -> pd.DataFrame:
     """The newest `limit` logged mails in [since, until) that no agent has labelled and whose text the log keeps,
     newest first: request_id, created_at, model_version, queue, score, route, top_k (a list of {queue, score}), queues
-    (the answering model's; None for rows logged before queue sets were kept), shadow_queue (the challenger's answer,
-    None where none shadowed it) and text."""
+    (the answering model's; for rows logged before queue sets were kept, every queue of the log's models, None
+    without any), shadow_queue (the challenger's answer, None where none shadowed it) and text."""
     P, F, Q, S = (t.__table__ for t in (PredictionRow, FeedbackRow, QueueSetRow, ShadowRow))
     shadow = sa.select(S.c.queue).where(S.c.request_id == P.c.request_id).order_by(S.c.id.desc()).limit(1)
     where = [P.c.text.is_not(None), ~sa.exists().where(F.c.request_id == P.c.request_id)]
@@ -59,8 +59,15 @@ def unlabelled(
     )
     with engine.connect() as conn:
         df = pd.read_sql(q, conn, parse_dates=["created_at"])
+        every = None  # rows logged before queue sets were kept: any queue a model of this log routes to
+        if df["queues"].isna().any():
+            every = sorted(
+                {x for (qs,) in conn.execute(sa.select(QueueSetRow.__table__.c.queues)) for x in json.loads(qs)}
+            )
     df["top_k"] = [json.loads(x) for x in df["top_k"]]
-    df["queues"] = [json.loads(x) if x else None for x in df["queues"]]
+    df["queues"] = [json.loads(x) if isinstance(x, str) and x else every or None for x in df["queues"]]
+    # a mail no challenger scored has no vote (pandas reads SQL NULL in a text column as NaN)
+    df["shadow_queue"] = pd.Series([x if isinstance(x, str) else None for x in df["shadow_queue"]], dtype=object)
     return df
 
 # %% ../nbs/31_labelling.ipynb #e07e38be
@@ -75,11 +82,11 @@ def margin_uncertainty(top_k: Sequence[list[dict]]) -> np.ndarray:
 
 # %% ../nbs/31_labelling.ipynb #82759f33
 def disagreement(votes: Sequence[Sequence[str | None]]) -> np.ndarray:
-    """Per mail, the share of the committee's votes (None: a member that did not answer) that differ from the most
-    common one: 0 when all agree, 1/2 when two split, 2/3 when three differ."""
+    """Per mail, the share of the committee's votes (None or NaN: a member that did not answer) that differ from the
+    most common one: 0 when all agree, 1/2 when two split, 2/3 when three differ."""
     out = np.zeros(len(votes))
     for i, v in enumerate(votes):
-        v = [x for x in v if x is not None]
+        v = [x for x in v if isinstance(x, str)]  # None or NaN: a member that did not answer
         if len(v) > 1:
             out[i] = 1 - max(v.count(x) for x in set(v)) / len(v)
     return out
@@ -244,7 +251,7 @@ def label_queue(
     )
 
 # %% ../nbs/31_labelling.ipynb #76366df3
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
 def _defuse(value):
@@ -281,6 +288,8 @@ def _write_xlsx(df: pd.DataFrame, path: Path) -> None:
         qs = wb.create_sheet("queues")
         for q in queues:
             qs.append([q])
+            if qs.cell(qs.max_row, 1).data_type == "f":
+                qs.cell(qs.max_row, 1).data_type = "s"
         col = ws.cell(1, list(df.columns).index("true_queue") + 1).column_letter
         dv = DataValidation(type="list", formula1=f"=queues!$A$1:$A${len(queues)}", allow_blank=True)
         dv.error, dv.showErrorMessage = "Choose one of the queues in the list", True
@@ -324,12 +333,19 @@ def read_label_sheet(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".xlsx":
-            df = pd.read_excel(path, dtype=str, keep_default_na=False)
+            sheets = pd.ExcelFile(path).sheet_names
+            df = pd.read_excel(path, "label" if "label" in sheets else 0, dtype=str, keep_default_na=False)
         elif suffix == ".csv":
-            with path.open(encoding="utf-8-sig") as f:
+            try:
+                path.read_text(encoding="utf-8-sig")
+                encoding = "utf-8-sig"
+            except UnicodeDecodeError:  # a spreadsheet set to Danish saves CSV in Windows-1252
+                encoding = "cp1252"
+            with path.open(encoding=encoding) as f:
                 header = f.readline()
             sep = max([",", ";", "\t"], key=header.count)
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", sep=sep)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, sep=sep, skip_blank_lines=False)
+            df = df[~(df == "").all(axis=1)]  # blank lines count as rows, so that row numbers are the file's
         else:
             raise DataError(f"the label sheet must be a .xlsx or .csv file, got {path.name!r}")
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, pd.errors.ParserError) as e:
@@ -342,7 +358,7 @@ def read_label_sheet(path: str | Path) -> pd.DataFrame:
         raise DataError(f"the label sheet {path.name} has no {' or '.join(missing)} column")
     return pd.DataFrame(
         {
-            "row": np.arange(2, len(df) + 2),
+            "row": df.index.to_numpy() + 2,
             "request_id": df["request_id"].str.strip().str.removeprefix("'"),
             "true_queue": df["true_queue"].str.strip(),
         }

@@ -109,8 +109,9 @@ def plan_run(
     return RunPlan(data, source, query, chosen, base, folder, max_steps, lineage=lineage)
 
 
-def resume_plan(settings: Settings | None = None, say: Callable = log.info) -> RunPlan:
-    "The latest interrupted or failed run, with its own data and parameters; `DataError` when it cannot continue."
+def resume_plan(settings: Settings | None = None, say: Callable = log.info, log_url: str | None = None) -> RunPlan:
+    """The latest interrupted or failed run, with its own data and parameters (a run with agents' feedback re-reads it
+    from the prediction log at `log_url`, default the log_url setting); `DataError` when it cannot continue."""
     from emailrouter.tracking import data_fingerprint, interrupted_run
     from emailrouter.train import BertParams
 
@@ -125,7 +126,10 @@ def resume_plan(settings: Settings | None = None, say: Callable = log.info) -> R
         raise DataError(f"run {run_id} cannot be resumed: {out / REQUEST_FILE} is missing or unreadable") from None
     fb = req.get("feedback")
     data, lineage = _load(
-        req["source"], req.get("query"), s, fb and {"since": fb["feedback_since"], "upto_id": fb["feedback_upto_id"]}
+        req["source"],
+        req.get("query"),
+        s,
+        fb and {"since": fb["feedback_since"], "upto_id": fb["feedback_upto_id"], "log_url": log_url},
     )
     if data_fingerprint(data)["sha256"] != run.data.tags.get("data_sha256"):
         raise DataError(

@@ -255,8 +255,9 @@ def test_no_public_dashboard_without_login(tmp_path):
 
 
 def test_labelling_page_stores_an_agents_queue(browser, dashboard):
-    """An agent takes a batch on the labelling page, confirms the preselected queue with Save, skips one, saves a
-    changed queue; the labels are in the log with source labelling, and the buttons carry access keys."""
+    """An agent takes a batch on the labelling page, is asked to choose before saving (nothing is preselected), saves a
+    queue, skips a mail, saves another; the labels are in the log with source labelling, the buttons carry access
+    keys."""
     from selenium.webdriver.common.by import By
 
     from emailrouter.predlog import read_log
@@ -274,8 +275,13 @@ def test_labelling_page_stores_an_agents_queue(browser, dashboard):
     assert meta.startswith("1 of 3 · the model says") and browser.find_element(By.ID, "lab-card").is_displayed(), meta
     assert "[NAME]" in browser.find_element(By.ID, "lab-text").text  # the stored, masked text
     assert [browser.find_element(By.ID, b).get_attribute("accesskey") for b in ("lab-save", "lab-skip")] == ["s", "k"]
-    browser.find_element(By.ID, "lab-save").click()  # the model's queue is preselected: confirm it
-    first = _text_changes(browser, "lab-status", "3 mails chosen by uncertainty")
+    options = browser.find_elements(By.CSS_SELECTOR, "#lab-queue input")
+    assert options and not any(o.is_selected() for o in options)  # nothing preselected
+    browser.find_element(By.ID, "lab-save").click()
+    assert _text_changes(browser, "lab-status", "3 mails chosen by uncertainty") == "choose a queue first"
+    options[0].click()
+    browser.find_element(By.ID, "lab-save").click()
+    first = _text_changes(browser, "lab-status", "choose a queue first")
     assert first.startswith("saved r"), first
     browser.find_element(By.ID, "lab-skip").click()
     skipped = _text_changes(browser, "lab-status", first)
@@ -285,14 +291,12 @@ def test_labelling_page_stores_an_agents_queue(browser, dashboard):
             break
         time.sleep(0.1)
     assert browser.find_element(By.ID, "lab-meta").text.startswith("3 of 3")
-    options = browser.find_elements(By.CSS_SELECTOR, "#lab-queue input")
-    checked = [o for o in options if o.is_selected()]
-    other = next(o for o in options if not o.is_selected())
+    other = browser.find_elements(By.CSS_SELECTOR, "#lab-queue input")[1]
     other.click()
     chosen = other.get_attribute("value")
     browser.find_element(By.ID, "lab-save").click()
     last = _text_changes(browser, "lab-status", skipped)
-    assert last.endswith(f": {chosen}") and checked, last
+    assert last.endswith(f": {chosen}"), last
     labelled = [first.split()[1].rstrip(":"), last.split()[1].rstrip(":")]
     log = read_log(log_engine(dashboard.log_url)).set_index("request_id")
     assert log.loc[labelled[1], "true_queue"] == chosen

@@ -209,3 +209,14 @@ def test_train_with_feedback_learns_a_new_queue_and_records_its_lineage(tmp_path
     assert r.returncode == 2 and "--since and --log-url choose the feedback of --with-feedback" in r.stderr
     r = run_cli("train", tmp_path / "train.csv", "--with-feedback", "--since", "2027-01-01", *args, env=env)
     assert r.returncode == 2 and "holds no labelled mail with text answered since 2027-01-01" in r.stderr, r.stderr
+
+
+def test_rows_logged_before_queue_sets_offer_every_queue_and_the_opened_ones(tmp_path):
+    "A log upgraded from before queue sets were kept: its old rows offer the log's queues, plus the opened ones."
+    engine = fill(f"sqlite:///{tmp_path / 'log.db'}", n=6)
+    with engine.begin() as c:
+        c.execute(sa.text("update er_predictions set queue_set = null where request_id in ('mail-0', 'Mail-0')"))
+    q = label_queue(engine, 10, "random", new_queues=["elbil"]).set_index("request_id")
+    assert q.loc["mail-0", "queues"] == q.loc["mail-1", "queues"] == ", ".join([*QUEUES, "elbil"])
+    assert import_feedback(engine, pd.DataFrame({"row": [2], "request_id": ["mail-0"], "true_queue": ["mobil"]}))
+    engine.dispose()
