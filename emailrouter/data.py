@@ -278,6 +278,8 @@ def split_data(
     """Validated rows (`validate_emails`' frame) split (see `split_emails`) and packed as `EmailData`; `source` names
     where they came from."""
     s = settings or load_settings()
+    if "timestamp" in df.columns:  # stored to the second: finer times (a log's answers) would not fit the column
+        df = df.assign(timestamp=pd.to_datetime(df["timestamp"]).dt.floor("s"))
     parts, kind = split_emails(df, split or s.split, s.val_size, s.test_size, s.seed, learn_every_label)
     tags = sorted(df["label"].unique())
     import datasets  # the training extra; reading and validating do without it
