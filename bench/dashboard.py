@@ -25,7 +25,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 
+from emailrouter.core import cpu_features
 from emailrouter.demo import make_demo_corpus
 from emailrouter.predlog import FeedbackRow, PredictionLog, log_engine, prediction_row
 from emailrouter.testing import serve_process, tiny_encoder
@@ -79,6 +81,18 @@ def build_log(url: str, n: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
+def peak_memory_mb(pid: int) -> dict:
+    "Peak resident memory (VmHWM, MB) of the dashboard's process and of each process it started (gunicorn's worker)."
+
+    def hwm(p):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+
+    children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    return {"main": hwm(pid), "workers": [hwm(c) for c in children]}
+
+
 def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -115,18 +129,16 @@ def main(argv=None):
 
     root = Path(tempfile.mkdtemp())
     if args.log_url:
-        from emailrouter.predlog import read_log
-
         url, write_s = args.log_url, None
-        args.n = len(read_log(log_engine(url)))
     else:
         url = f"sqlite:///{root / 'log.db'}"
         write_s = build_log(url, args.n)
         print(f"wrote {args.n:,} predictions in {write_s:.0f} s", flush=True)
-    from emailrouter.predlog import read_log as _read
+    from emailrouter.log_queries import log_span
 
-    days = _read(log_engine(url))["created_at"].dt.date
-    first_day, last_day = days.min(), days.max()
+    with log_engine(url).connect() as c:
+        args.n, first, last = log_span(c)
+    first_day, last_day = first.date(), last.date()
     shot = (
         (lambda d, name: d.save_screenshot(str(Path(args.screenshots) / f"dashboard-{name}.png")))
         if args.screenshots
@@ -141,7 +153,12 @@ def main(argv=None):
         names = sorted(set(make_demo_corpus(500)["queue"]))
         model = str(tiny_encoder(root / "tiny", "convbert", labels=names))
         (Path(model) / ROUTER_FILE).write_text(json.dumps({"max_length": 128, "truncation": "head_tail"}))
-    env = {"EMAILROUTER_LOG_URL": url, "EMAILROUTER_MODEL_URI": model, "EMAILROUTER_LOG_LEVEL": "WARNING"}
+    env = {
+        "EMAILROUTER_LOG_URL": url,
+        "EMAILROUTER_MODEL_URI": model,
+        "EMAILROUTER_LOG_LEVEL": "WARNING",
+        "EMAILROUTER_DASHBOARD_REFRESH_SECONDS": "0.001",  # every view asks the database: no answer is reused
+    }
     cwd = os.getcwd() if args.log_url else root  # an existing log: the registry next to it (emailrouter-runs/) is used
     exe = str(Path(sys.executable).with_name("emailrouter"))
     t0 = time.perf_counter()
@@ -202,15 +219,19 @@ def main(argv=None):
             times["models page"].append(time.perf_counter() - t)
             shot(d, "models")
         d.quit()
+        memory_mb = peak_memory_mb(base.proc.pid)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "cpu": cpu_features(),
+        "database": sa.engine.make_url(url).get_backend_name(),
         "predictions": args.n,
         "log_write_seconds": write_s,
         "dashboard_start_seconds": start_s,
         "model": "tiny random ConvBERT"
         if "tiny" in model
         else (model if "://" in model else f"model folder {Path(model).name}"),
+        "peak_memory_mb": memory_mb,
         "seconds_median": {k: float(np.median(v)) for k, v in times.items() if v},
         "seconds_all": times,
     }
@@ -222,6 +243,7 @@ def main(argv=None):
     )
     for k, v in result["seconds_median"].items():
         print(f"  {k:20s} {v:5.2f} s")
+    print(f"  peak memory (MB): {memory_mb}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """The learning loop at full size: a model trained on the demo inbox's first period meets the second (a new product
 and queue, new prices, a phishing wave); after each window of streamed mail, agents label the mails each strategy picks
 (uncertainty, disagreement, drift, random), the model is retrained from the log, and it is scored on the second
-period's newest mail. One run, one CPU; results in bench/results/learning_loop.json (read by nbs/34_learning_loop).
+period's newest mail. One run, one CPU; results in bench/results/learning_loop.json (read by nbs/35_learning_loop).
 
     python bench/learning_loop.py                         # 3,000 + 2,500 mails, 6 rounds of 100 labels
     python bench/learning_loop.py --rounds 3 --budget 200

@@ -205,6 +205,12 @@ class Settings(BaseSettings):
     log_text: Literal["masked", "hash"] = Field(
         "masked", description="store each mail's cleaned, PII-masked text, or only its hash"
     )
+    log_text_days: int | None = Field(
+        None,
+        ge=1,
+        description="keep the logged text this many days, then only its hash (`emailrouter monitor --prune`); "
+        "empty: keep it",
+    )
     log_queue_size: int = Field(
         10_000, ge=1, description="predictions waiting to be written; beyond it rows are dropped and counted"
     )
@@ -241,7 +247,7 @@ class Settings(BaseSettings):
         "running several workers or replicas (default: random per start)",
     )
     dashboard_refresh_seconds: float = Field(
-        30.0, gt=0, description="the dashboard re-reads the prediction log at most this often"
+        30.0, gt=0, description="the dashboard reuses an answer from the prediction log for at most this long"
     )
     dashboard_drift_sample: int = Field(
         300, ge=20, description="mails per window the dashboard's text-drift check reads"

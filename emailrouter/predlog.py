@@ -76,6 +76,8 @@ class FeedbackRow(Base):
     "The queue an agent confirmed or moved a mail to; every correction is kept, the latest wins."
 
     __tablename__ = "er_feedback"
+    # the latest correction of each answer is read from this index alone
+    __table_args__ = (sa.Index("ix_er_feedback_request_id_id", "request_id", "id"),)
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(REQUEST_ID_TYPE, index=True)
     true_queue: Mapped[str] = mapped_column(sa.String(100))

@@ -21,7 +21,7 @@ from .core import Settings, load_settings, offline_base_model, quiet_libraries
 
 # %% auto #0
 __all__ = ['EMAILROUTER_CLI', 'tiny_encoder', 'scratch_settings', 'free_port', 'ServedUrl', 'serve_process', 'TcpProxy', 'call',
-           'synthetic_log', 'run_cli']
+           'synthetic_log', 'store_log', 'run_cli']
 
 # %% ../nbs/10_testing.ipynb #3f99d599
 def tiny_encoder(folder: str | Path, arch: str = "convbert", labels: list[str] | None = None, seed: int = 0) -> Path:
@@ -263,6 +263,49 @@ def synthetic_log(n: int = 2000, start: datetime = datetime(2026, 3, 2), seed: i
             "corrections": fb.astype(int),
         }
     )
+
+# %% ../nbs/10_testing.ipynb #4282cd3f
+def store_log(engine, log: pd.DataFrame) -> int:
+    """Write a `synthetic_log` frame into the prediction log behind `engine` (migrated first): its answers, and its
+    feedback as agents' corrections. Returns the number of answers."""
+    import hashlib
+
+    from emailrouter.predlog import FeedbackRow, PredictionRow, migrate
+
+    migrate(engine)
+    answers = [
+        {
+            "request_id": r.request_id,
+            "created_at": pd.Timestamp(r.created_at).to_pydatetime(),
+            "model_name": "emailrouter",
+            "model_version": str(r.model_version),
+            "queue": r.queue,
+            "score": float(r.score),
+            "route": r.route,
+            "top_k": "[]",
+            "latency_ms": float(r.latency_ms),
+            "n_chars": int(r.n_chars),
+            "language": r.language,
+            "text": r.text,
+            "text_sha256": hashlib.sha256(str(r.text).encode()).hexdigest(),
+        }
+        for r in log.itertuples()
+    ]
+    feedback = [
+        {
+            "request_id": r.request_id,
+            "true_queue": r.true_queue,
+            "source": "agent",
+            "created_at": pd.Timestamp(r.feedback_at).to_pydatetime(),
+        }
+        for r in log.itertuples()
+        if isinstance(r.true_queue, str)
+    ]
+    with engine.begin() as c:
+        c.execute(PredictionRow.__table__.insert(), answers)
+        if feedback:
+            c.execute(FeedbackRow.__table__.insert(), feedback)
+    return len(answers)
 
 # %% ../nbs/10_testing.ipynb #72eea5119410473aa328ad9291626812
 EMAILROUTER_CLI = str(Path(sys.executable).with_name("emailrouter"))  # the console script of this environment

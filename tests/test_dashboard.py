@@ -191,16 +191,17 @@ def _stop(base) -> str:
 
 
 def test_served_by_gunicorn_with_the_configured_session_key(tiny_model, tmp_path):
-    """Not Flask's development server: gunicorn, a threaded worker, its lines (the access log too) as emailrouter log
-    records; the login signs its session with EMAILROUTER_DASHBOARD_SECRET_KEY, so no "Session is not available"
-    warning, and neither the key nor the password shows in the output; SIGTERM stops it cleanly."""
+    """Not Flask's development server: gunicorn, two threaded workers (--workers), its lines (the access log too) as
+    emailrouter log records; the login signs its session with EMAILROUTER_DASHBOARD_SECRET_KEY in every worker, so no
+    "Session is not available" warning, and neither the key nor the password shows in the output; SIGTERM stops it
+    cleanly."""
     from flask import Flask
     from flask.sessions import SecureCookieSessionInterface
 
     key = "dashboard-session-key-6f1c2b9e0d"
     env = {**_login_env(tiny_model, tmp_path), "EMAILROUTER_DASHBOARD_SECRET_KEY": key}
     with serve_process(
-        [EMAILROUTER_CLI, "dashboard", "--port", "{port}", "--threads", "2"],
+        [EMAILROUTER_CLI, "dashboard", "--port", "{port}", "--threads", "2", "--workers", "2"],
         ready_path="/_dash-layout",
         env=env,
         cwd=tmp_path,
@@ -214,8 +215,11 @@ def test_served_by_gunicorn_with_the_configured_session_key(tiny_model, tmp_path
         signer.secret_key = key
         session = SecureCookieSessionInterface().get_signing_serializer(signer).loads(page.cookies["session"])
         assert session["user"]["email"] == "anna"
+        with httpx.Client(auth=("anna", "correct horse")) as agents:  # whichever worker answers, the same login
+            assert {agents.get(base + "/_dash-layout").status_code for _ in range(12)} == {200}
         out = _stop(base)
     assert "INFO emailrouter.dashboard.server: Using worker: gthread" in out, out
+    assert out.count("emailrouter.dashboard.server: Booting worker with pid") == 2, out
     assert 'INFO emailrouter.dashboard.access: 127.0.0.1 "GET / HTTP/1.1" 401' in out, out
     assert "Handling signal: term" in out and "Shutting down: Master" in out, out
     assert "Session is not available" not in out and "is not set" not in out, out
@@ -234,7 +238,9 @@ def test_threads_and_port_are_checked(tmp_path):
         )
 
     p = dashboard("--threads", "0")
-    assert p.returncode == 2 and p.stderr.strip() == "emailrouter: error: --threads must be at least 1, got 0"
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "emailrouter: error: --threads and --workers must be at least 1, got 0 and 1"
+    )
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         p = dashboard("--port", str(port))

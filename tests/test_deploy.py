@@ -123,6 +123,7 @@ def test_objects_and_namespaces(envs):
     )
     common = [
         "ConfigMap/emailrouter-config",
+        "CronJob/emailrouter-prune",
         "Deployment/emailrouter-dashboard",
         "Deployment/emailrouter-serve",
         "HorizontalPodAutoscaler/emailrouter-serve",

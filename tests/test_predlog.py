@@ -53,7 +53,7 @@ def count(url):
 
 def test_schema_is_the_models(log_url):
     engine = log_engine(log_url)
-    assert migrate(engine) == "0003" and migrate(engine) == "0003"
+    assert migrate(engine) == "0004" and migrate(engine) == "0004"
     with engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
     engine.dispose()
