@@ -47,14 +47,15 @@ def test_predict_contract(client, tiny_model):
 
 
 def test_same_answer_as_the_router(client, tiny_model):
-    """The server answers what the router answers with the backend the server picked (its ONNX export: int8 sums
-    differ by CPU)."""
+    """The server answers what the router answers with the backend the server picked (its ONNX export): the same queue,
+    the same score up to int8 rounding (dynamically quantized activations round differently with the batch's shape
+    and the CPU's kernels: 3.6e-5 seen on an AVX2-only EPYC)."""
     from emailrouter.model import EmailRouter
 
     assert client.get("/model").json()["backend"] == "onnx"
     want = EmailRouter(tiny_model.model_dir, backend="onnx").route([MAIL])[0]
     got = client.post("/predict", json=MAIL).json()
-    assert got["queue"] == want["queue"] and abs(got["score"] - want["score"]) < 1e-5
+    assert got["queue"] == want["queue"] and abs(got["score"] - want["score"]) < 5e-4
 
 
 def test_threshold_routes_to_manual_review(api_client, tiny_model):
