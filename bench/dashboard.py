@@ -116,6 +116,49 @@ def until(pred, timeout=120.0):
     raise TimeoutError("condition not met")
 
 
+def concurrent_sessions(base: str, last_day, n: int) -> dict:
+    """`n` browsers at once (started together by a barrier), each opening the production page and narrowing it to the
+    last day; the seconds each waited. The browsers run on the same CPU as the dashboard."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    drivers = [browser() for _ in range(n)]
+    start = threading.Barrier(n)
+
+    def one(d):
+        card = lambda: d.find_element(By.ID, "card-mails").text
+        start.wait()
+        t = time.perf_counter()
+        d.get(base)
+        until(
+            lambda: (
+                card().replace(",", "").isdigit() and d.find_elements(By.CSS_SELECTOR, "#fig-confusion .heatmaplayer")
+            )
+        )
+        page = time.perf_counter() - t
+        before = card()
+        box = d.find_element(By.ID, "dates")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(last_day.isoformat(), Keys.ENTER)
+        return page, until(lambda: card() not in (before, "", "–"))
+
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            got = list(pool.map(one, drivers))
+    finally:
+        for d in drivers:
+            d.quit()
+    pages, filters = [g[0] for g in got], [g[1] for g in got]
+    return {
+        "sessions": n,
+        "seconds_median": {"production page": float(np.median(pages)), "date filter": float(np.median(filters))},
+        "seconds_max": {"production page": max(pages), "date filter": max(filters)},
+    }
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100_000)
@@ -123,6 +166,15 @@ def main(argv=None):
     p.add_argument("--out", default=str(HERE / "results" / "dashboard.json"))
     p.add_argument("--log-url", help="measure on this existing prediction log instead of writing --n predictions")
     p.add_argument("--screenshots", help="save a screenshot of each page here (dashboard-*.png)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="dashboard worker processes (emailrouter dashboard --workers)"
+    )
+    p.add_argument(
+        "--sessions",
+        type=int,
+        default=0,
+        help="then this many browser sessions at once, each opening the page and changing its dates (default: none)",
+    )
     args = p.parse_args(argv)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -162,7 +214,8 @@ def main(argv=None):
     cwd = os.getcwd() if args.log_url else root  # an existing log: the registry next to it (emailrouter-runs/) is used
     exe = str(Path(sys.executable).with_name("emailrouter"))
     t0 = time.perf_counter()
-    with serve_process([exe, "dashboard", "--port", "{port}"], ready_path="/", env=env, cwd=cwd, timeout=600) as base:
+    command = [exe, "dashboard", "--port", "{port}", "--workers", str(args.workers)]
+    with serve_process(command, ready_path="/", env=env, cwd=cwd, timeout=600) as base:
         start_s = time.perf_counter() - t0
         d = browser()
         card = lambda: d.find_element(By.ID, "card-mails").text
@@ -174,7 +227,7 @@ def main(argv=None):
             "one explanation": [],
             "models page": [],
         }
-        for _ in range(args.repeat):
+        for rep in range(args.repeat):
             t = time.perf_counter()
             d.get(base)
             until(
@@ -196,13 +249,10 @@ def main(argv=None):
             d.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Attribution checker']").click()
             t = time.perf_counter()
             d.find_element(By.ID, "pick").click()
-            until(
-                lambda: d.find_elements(
-                    By.CSS_SELECTOR, "#pick [role=option], #pick .dash-dropdown-option, [role=option]"
-                )
-            )
+            until(lambda: d.find_elements(By.CSS_SELECTOR, "#pick [role=option], .dash-dropdown-option"))
             times["attribution picker"].append(time.perf_counter() - t)
-            d.find_elements(By.CSS_SELECTOR, "[role=option]")[0].click()
+            options = d.find_elements(By.CSS_SELECTOR, "#pick [role=option], .dash-dropdown-option")
+            options[rep % len(options)].click()  # another mail each time: none is explained already
             t = time.perf_counter()
             d.find_element(By.ID, "explain").click()
             until(lambda: d.find_elements(By.CSS_SELECTOR, "#attr-view .attr-word"))
@@ -219,6 +269,7 @@ def main(argv=None):
             times["models page"].append(time.perf_counter() - t)
             shot(d, "models")
         d.quit()
+        together = concurrent_sessions(base, last_day, args.sessions) if args.sessions else None
         memory_mb = peak_memory_mb(base.proc.pid)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -234,6 +285,8 @@ def main(argv=None):
         "peak_memory_mb": memory_mb,
         "seconds_median": {k: float(np.median(v)) for k, v in times.items() if v},
         "seconds_all": times,
+        "workers": args.workers,
+        "concurrent_sessions": together,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
@@ -244,6 +297,8 @@ def main(argv=None):
     for k, v in result["seconds_median"].items():
         print(f"  {k:20s} {v:5.2f} s")
     print(f"  peak memory (MB): {memory_mb}")
+    if together:
+        print(f"  {args.sessions} sessions at once: {json.dumps(together['seconds_median'])}")
     return 0
 
 

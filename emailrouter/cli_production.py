@@ -162,7 +162,8 @@ def _open_log(url: str | None):
 
 def cmd_monitor(args) -> int:
     """Score the model in production from the prediction log, computed by its database; print it, and write it for
-    Prometheus. With --prune, forget the text of answers older than EMAILROUTER_LOG_TEXT_DAYS instead."""
+    Prometheus. With --prune, forget the text of answers older than EMAILROUTER_LOG_TEXT_DAYS instead (after
+    re-deriving the latest correction of the last two days' answers: `repair_latest_feedback`)."""
     from datetime import timedelta
 
     import sqlalchemy as sa
@@ -174,9 +175,11 @@ def cmd_monitor(args) -> int:
         log_span,
         period_scores_sql,
         prune_text,
+        repair_latest_feedback,
         window_cut,
     )
     from emailrouter.monitor import drift_report, prometheus_text
+    from emailrouter.predlog import utcnow
 
     s = load_settings()
     url = args.log_url or s.log_url
@@ -185,10 +188,13 @@ def cmd_monitor(args) -> int:
         if not s.log_text_days:
             raise DataError("nothing to prune: set EMAILROUTER_LOG_TEXT_DAYS to the days the logged text is kept")
         try:
+            fixed = repair_latest_feedback(engine, utcnow() - timedelta(days=2))
             n = prune_text(engine, s.log_text_days)
         except sa.exc.SQLAlchemyError as e:
             raise DataError(f"cannot prune the prediction log at {redact_url(url)}: {type(e).__name__}") from None
         print(f"forgot the text of {n} answers older than {s.log_text_days} days (their hashes and scores stay)")
+        if fixed:
+            print(f"set the latest correction of {fixed} answers that missed it (logged as their feedback arrived)")
         return 0
     current = timedelta(hours=args.current_hours)
     try:

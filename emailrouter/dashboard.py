@@ -5,8 +5,12 @@
 # %% ../nbs/38_dashboard.ipynb #d9a81679
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 import threading
 from datetime import timedelta
 
@@ -44,7 +48,7 @@ from emailrouter.dashboard_views import (
 )
 
 # %% auto #0
-__all__ = ['log', 'create_dashboard', 'serve_dashboard']
+__all__ = ['log', 'create_dashboard', 'register_scripts', 'serve_dashboard']
 
 # %% ../nbs/38_dashboard.ipynb #059baf88
 def _session_key(s: Settings) -> str:
@@ -95,6 +99,12 @@ def _login(app: Dash, username: str, password: str):
     Login(app, auth_func=check)
 
 # %% ../nbs/38_dashboard.ipynb #7fb27b941602401d91542211134fc71a
+def _remove_folder(folder: str, owner: int) -> None:
+    "At exit of the process that made it (not of a worker forked from it), the explanations' folder goes."
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
     "The dashboard app for `settings`; `explainer` (an `Explainer`) replaces the one loaded from EMAILROUTER_MODEL_URI."
     s = settings or load_settings()
@@ -115,6 +125,18 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
                 holder["explainer"] = Explainer(load_model(s.model_uri, s).router)
             return holder["explainer"]
 
+    jobs_folder = tempfile.mkdtemp(prefix="emailrouter-explanations-")  # before gunicorn forks: shared by the workers
+    atexit.register(_remove_folder, jobs_folder, os.getpid())
+    jobs_lock = threading.Lock()  # not the model's: polls must not wait while the model loads
+
+    def get_jobs():
+        with jobs_lock:
+            if holder.get("jobs") is None:
+                from emailrouter.explain import ExplanationJobs
+
+                holder["jobs"] = ExplanationJobs(get_explainer, jobs_folder, model=s.model_uri)
+            return holder["jobs"]
+
     overview = db.get("overview", log_overview)
     app.layout = html.Div(
         [
@@ -133,7 +155,7 @@ def create_dashboard(settings: Settings | None = None, explainer=None) -> Dash:
         style={"fontFamily": "sans-serif", "maxWidth": "1200px", "margin": "0 auto", "padding": "10px"},
     )
     _production_callbacks(app, s, db, get_explainer)
-    _attribution_callbacks(app, s, db, get_explainer)
+    _attribution_callbacks(app, s, db, get_jobs)
     _models_callbacks(app, s, db, get_explainer)
     labelling_callbacks(app, s, model_queues=lambda: get_explainer().router.labels)
     return app
@@ -214,13 +236,14 @@ def _production_callbacks(app: Dash, s: Settings, db: LogQueries, get_explainer)
         return db.get(("drift", flt), check) or (db.error, go.Figure().update_layout(**_LAYOUT))
 
 
-def _attribution_callbacks(app: Dash, s: Settings, db: LogQueries, get_explainer) -> None:
-    "The attribution checker: the logged mails to pick from, and a mail explained on demand."
+def _attribution_callbacks(app: Dash, s: Settings, db: LogQueries, get_jobs) -> None:
+    "The attribution checker: the logged mails to pick from, and a mail explained in the background on demand."
 
     @app.callback(Output("pick", "options"), Input("tabs", "value"))
     def pick_options(tab):
         if tab != "attributions":
             return []
+        get_jobs().warm()  # the model loads while the agent chooses a mail
         rows = db.get("pick", _pick_candidates, default=pd.DataFrame())
         out = []
         for _, r in rows.iterrows():
@@ -235,18 +258,16 @@ def _attribution_callbacks(app: Dash, s: Settings, db: LogQueries, get_explainer
     @app.callback(
         [
             Output("cleaned", "children"),
-            Output("fig-topk", "figure"),
-            Output("attr-view", "children"),
+            Output("attr-job", "data"),
             Output("attr-error", "children"),
-            Output("versus", "options"),
             Output("paste", "value"),
-            Output("fig-topk", "style"),
         ],
         Input("explain", "n_clicks"),
-        [State("pick", "value"), State("paste", "value"), State("versus", "value")],
+        [State("pick", "value"), State("paste", "value"), State("versus", "value"), State("scope", "value")],
         prevent_initial_call=True,
     )
-    def explain(_, picked, pasted, versus):
+    def explain(_, picked, pasted, versus, scope):
+        "Masks the mail and starts (or finds) its explanation; `show` follows it. The pasted original is cleared."
         if pasted and pasted.strip():
             text = clean_email(None, pasted)
         elif picked:
@@ -256,33 +277,43 @@ def _attribution_callbacks(app: Dash, s: Settings, db: LogQueries, get_explainer
             )
             text = text if isinstance(text, str) else ""
         else:
-            return no_update, no_update, no_update, "pick a logged mail or paste one", no_update, no_update, no_update
+            return no_update, no_update, "pick a logged mail or paste one", no_update
         if not text.strip():
-            return (
-                "",
-                go.Figure(),
-                None,
-                "nothing left to route once the mail is cleaned (or only its hash is logged)",
-                no_update,
-                "",
-                HIDDEN,
+            return "", None, "nothing left to route once the mail is cleaned (or only its hash is logged)", ""
+        key = get_jobs().submit(text, versus or None, scope if scope in ("read", "all") else "read")
+        return text, key, "", ""
+
+    @app.callback(
+        [
+            Output("attr-progress", "children"),
+            Output("attr-poll", "disabled"),
+            Output("fig-topk", "figure"),
+            Output("fig-topk", "style"),
+            Output("attr-view", "children"),
+            Output("versus", "options"),
+        ],
+        [Input("attr-job", "data"), Input("attr-poll", "n_intervals")],
+        prevent_initial_call=True,
+    )
+    def show(key, _):
+        "The explanation's progress while it runs (polled), then the queues' scores and the highlighted mail."
+        st = get_jobs().status(key) if key else None
+        if st is None:
+            gone = (
+                "this explanation is no longer here (kept an hour, on one server): press Explain again" if key else ""
             )
-        try:
-            ex = get_explainer()
-            labels = ex.router.labels
-            e = ex.explain([text], versus=versus if versus in labels else None)[0]
-        except Exception as err:
-            log.warning("attribution failed: %s", type(err).__name__)
-            return (
-                text,
-                go.Figure(),
-                None,
-                f"the model could not be loaded or run ({type(err).__name__}): check EMAILROUTER_MODEL_URI",
-                no_update,
-                "",
-                HIDDEN,
+            return gone, True, no_update, HIDDEN, None, no_update
+        if st["state"] == "running":
+            done, total = st["done"], max(st["total"], 1)
+            bar = html.Div(
+                [html.Progress(value=done, max=total), html.Span(f" explaining: {done} of {total} window passes")],
+                id="attr-running",
             )
-        probs = ex.router.predict_proba([text])[0]
+            return bar, False, no_update, HIDDEN, None, no_update
+        if st["state"] == "failed":
+            said = f"the model could not be loaded or run ({st['error']}): check EMAILROUTER_MODEL_URI"
+            return html.Span(said, style={"color": "#a33"}), True, no_update, HIDDEN, None, no_update
+        e, probs, labels = st["explanation"], st["probs"], st["labels"]
         order = np.argsort(-probs)[:5]
         fig = go.Figure(
             go.Bar(
@@ -295,15 +326,7 @@ def _attribution_callbacks(app: Dash, s: Settings, db: LogQueries, get_explainer
         fig.update_layout(
             title="Top queues (calibrated scores)", xaxis=dict(range=[0, 1]), **{**_LAYOUT, "height": 260}
         )
-        return (
-            text,
-            fig,
-            attribution_view(e),
-            "",
-            [q for q in labels if q != e.predicted],
-            "",
-            SHOWN,
-        )  # the pasted original is cleared: only the masked text stays
+        return "", True, fig, SHOWN, attribution_view(e), [q for q in labels if q != e.predicted]
 
 
 def _models_callbacks(app: Dash, s: Settings, db: LogQueries, get_explainer) -> None:
@@ -352,7 +375,7 @@ def _pick_candidates(conn, newest: int = 2000) -> pd.DataFrame:
     """The attribution checker's logged mails: the 100 latest an agent moved to another queue, then the 100 least
     confident of the `newest` answers; only mails whose text is logged."""
     cols = [P.c.request_id, P.c.created_at, P.c.queue, P.c.score, P.c.text, F.c.true_queue]
-    base = sa.select(*cols).select_from(with_feedback(few=True)).where(P.c.text.is_not(None))
+    base = sa.select(*cols).select_from(with_feedback()).where(P.c.text.is_not(None))
     moved = conn.execute(base.where(F.c.true_queue != P.c.queue).order_by(P.c.id.desc()).limit(100)).mappings().all()
     recent = base.order_by(P.c.id.desc()).limit(newest).subquery()
     unsure = conn.execute(sa.select(recent).order_by(recent.c.score).limit(200)).mappings().all()
@@ -361,6 +384,13 @@ def _pick_candidates(conn, newest: int = 2000) -> pd.DataFrame:
     return df.head(200)
 
 # %% ../nbs/38_dashboard.ipynb #5f7337b6
+def register_scripts(app: Dash) -> None:
+    """Render the page once so that Dash records which script files it may serve (it does so when it first renders
+    the page): done before gunicorn forks, every worker serves them, not only the one that rendered the page first."""
+    with app.server.test_request_context("/"):
+        app.index()
+
+
 def serve_dashboard(app: Dash, host: str = "127.0.0.1", port: int = 8050, threads: int = 4, workers: int = 1) -> None:
     """Serve `app` with gunicorn until SIGTERM (requests in flight finish, up to 20 s) or Ctrl-C; exits the process.
     `workers` processes of `threads` threads each, forked after the app is built (one session key, one login);
@@ -402,4 +432,5 @@ def serve_dashboard(app: Dash, host: str = "127.0.0.1", port: int = 8050, thread
         def load(self):
             return app.server
 
+    register_scripts(app)
     Server().run()

@@ -360,8 +360,8 @@ def production_page(overview: dict | None) -> html.Div:
 
 
 def attribution_page() -> html.Div:
-    """The attribution checker: a logged mail (picker) or a pasted one, the Explain button and an optional contrast
-    queue."""
+    """The attribution checker: a logged mail (picker) or a pasted one, the Explain button, an optional contrast
+    queue and the scope of a long mail; the explanation runs in the background while a progress bar fills."""
     return html.Div(
         [
             html.P(
@@ -378,19 +378,25 @@ def attribution_page() -> html.Div:
                     dcc.Dropdown(
                         id="versus", placeholder="rather than ... (optional contrast)", style={"minWidth": "260px"}
                     ),
+                    dcc.RadioItems(
+                        id="scope",
+                        options=[
+                            {"label": "the words the model read", "value": "read"},
+                            {"label": "every word (slower for long mail)", "value": "all"},
+                        ],
+                        value="read",
+                        inline=True,
+                    ),
                 ],
-                style={"display": "flex", "gap": "10px", "margin": "8px 0"},
+                style={"display": "flex", "gap": "10px", "margin": "8px 0", "alignItems": "center", "flexWrap": "wrap"},
             ),
-            dcc.Loading(
-                html.Div(
-                    [
-                        html.Div(id="attr-error", style={"color": "#a33"}),
-                        html.Pre(id="cleaned", style={"whiteSpace": "pre-wrap"}),
-                        dcc.Graph(id="fig-topk", style=HIDDEN),  # shown once a mail is explained
-                        html.Div(id="attr-view"),
-                    ]
-                )
-            ),
+            html.Div(id="attr-error", style={"color": "#a33"}),
+            html.Div(id="attr-progress"),
+            dcc.Store(id="attr-job"),  # the key of the explanation under way
+            dcc.Interval(id="attr-poll", interval=300, disabled=True),
+            html.Pre(id="cleaned", style={"whiteSpace": "pre-wrap"}),
+            dcc.Graph(id="fig-topk", style=HIDDEN),  # shown once a mail is explained
+            html.Div(id="attr-view"),
         ]
     )
 

@@ -5,10 +5,15 @@
 # %% ../nbs/23_explain.ipynb #63570ee9
 from __future__ import annotations
 
+import hashlib
 import html as _html
+import json
 import logging
+import os
 import re
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +26,8 @@ from .pii import PLACEHOLDERS
 log = logging.getLogger("emailrouter.explain")
 
 # %% auto #0
-__all__ = ['log', 'SUSPECT', 'Explanation', 'Explainer', 'occlusion', 'faithfulness', 'queue_evidence', 'leakage', 'timing']
+__all__ = ['log', 'SCOPES', 'SUSPECT', 'Explanation', 'Explainer', 'ExplanationJobs', 'occlusion', 'faithfulness',
+           'queue_evidence', 'leakage', 'timing']
 
 # %% ../nbs/23_explain.ipynb #842b429a
 @dataclass
@@ -39,6 +45,7 @@ class Explanation:
     delta: float  # largest absolute convergence delta over the windows
     windows: int = 1
     versus: str | None = None
+    scope: str = "all"  # every window attributed, or only what the model read (`SCOPES`)
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         "The `k` words with the largest attribution towards the target."
@@ -62,7 +69,7 @@ class Explanation:
             '<div style="font-family:sans-serif;font-size:12px;color:#555">predicted '
             f"<b>{_html.escape(self.predicted)}</b> "
             f"({self.score:.2f}); attributions towards <b>{what}</b> ({self.target_score:.2f}); {self.windows} "
-            "window(s); "
+            f"window(s){'' if self.scope == 'all' or self.seen.all() else ' (the words the model read)'}; "
             f"convergence delta {self.delta:.3f}</div>"
         )
         return f'<div style="font-family:sans-serif;line-height:1.8;max-width:900px">{head}{" ".join(spans)}</div>'
@@ -72,6 +79,10 @@ class Explanation:
 
 # %% ../nbs/23_explain.ipynb #6ad0d4c9
 _WORD = re.compile(r"\S+")
+SCOPES = {
+    "all": "every window of a long mail, so that every word gets a score",
+    "read": "only the tokens the model read (its head, or head and tail, cut): one window, the served decision",
+}
 
 
 class Explainer:
@@ -85,6 +96,8 @@ class Explainer:
         max_steps: int = 64,
         internal_batch_size: int = 64,
         windows_per_pass: int = 8,
+        scope: str = "all",
+        cache_size: int = 256,
     ):
         from captum.attr import LayerIntegratedGradients
 
@@ -95,6 +108,8 @@ class Explainer:
         self.lig = LayerIntegratedGradients(self._forward, self.model.get_input_embeddings())
         self.prefix, self.suffix = special_tokens(self.tok)
         self.window = self.router.max_length - len(self.prefix) - len(self.suffix)  # tokens of text per window
+        self.scope = _check_scope(scope)
+        self.cache_size, self._cache = cache_size, OrderedDict()  # (text, target, versus, scope) -> Explanation
 
     def _forward(self, input_ids, attention_mask):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -142,11 +157,14 @@ class Explainer:
             np.abs(delta) / np.maximum(change, 1e-6),
         )
 
-    def _attribute(self, windows: list[list[int]], targets: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    def _attribute(
+        self, windows: list[list[int]], targets: list[int], progress=None
+    ) -> tuple[list[np.ndarray], np.ndarray]:
         """Attributions and convergence deltas of windows, `windows_per_pass` at a time; windows whose relative error
-        is above `tolerance` are redone with twice the steps, up to `max_steps`."""
+        is above `tolerance` are redone with twice the steps, up to `max_steps`. `progress(done, total)` is called
+        after each pass with the window passes done and those planned so far."""
         out, deltas = [None] * len(windows), np.zeros(len(windows))
-        todo, steps = list(range(len(windows))), self.n_steps
+        todo, steps, done, total = list(range(len(windows))), self.n_steps, 0, len(windows)
         while todo:
             redo = []
             for at in range(0, len(todo), self.windows_per_pass):
@@ -156,77 +174,185 @@ class Explainer:
                     out[i], deltas[i] = a, di
                     if self.tolerance is not None and r > self.tolerance and steps * 2 <= self.max_steps:
                         redo.append(i)
-            todo, steps = redo, steps * 2
+                done += len(idx)
+                if progress is not None:
+                    progress(done, total + len(redo))
+            todo, steps, total = redo, steps * 2, total + len(redo)
         return out, deltas
 
-    def _seen(self, ids: list[int], n_words: int, owner: np.ndarray) -> np.ndarray:
-        "Which words the model's own truncation (head, or head and tail, as `encode` cuts) keeps."
-        if len(ids) <= self.window:
-            return np.ones(n_words, bool)
-        pos = np.arange(len(ids))
+    def _kept(self, n: int) -> np.ndarray:
+        "Positions of the `n` text tokens that the model's own cut (head, or head and tail, as `encode`) keeps."
+        pos = np.arange(n)
+        if n <= self.window:
+            return pos
         if self.router.truncation == "head":
-            tokens = pos < self.window
-        else:
-            head = int(round(self.window * self.router.head_share))
-            tokens = (pos < head) | (pos >= len(ids) - (self.window - head))
-        seen = np.zeros(n_words, bool)
-        seen[owner[tokens]] = True
-        return seen
+            return pos[: self.window]
+        head = int(round(self.window * self.router.head_share))
+        return np.concatenate([pos[:head], pos[n - (self.window - head) :]])
+
+    def _windows(self, n: int, scope: str) -> list[np.ndarray]:
+        "The token positions of each window to attribute: consecutive windows (`all`), or the model's own cut (`read`)."
+        if n == 0:
+            return []
+        if scope == "read":
+            return [self._kept(n)]
+        return [np.arange(s, min(s + self.window, n)) for s in range(0, n, self.window)]
 
     def explain(
-        self, texts: str | list[str], target: str | None = None, versus: str | None = None
+        self,
+        texts: str | list[str],
+        target: str | None = None,
+        versus: str | None = None,
+        scope: str | None = None,
+        progress=None,
     ) -> list[Explanation]:
         """Word attributions of each (cleaned) text towards `target` (default: the predicted queue), minus those
-        towards `versus`."""
+        towards `versus`, over the windows `scope` names (default: the explainer's). Answers are kept (the latest
+        `cache_size`); `progress(done, total)` follows the window passes of those not kept."""
         texts = [texts] if isinstance(texts, str) else list(texts)
-        labels = self.router.labels
+        scope = _check_scope(scope or self.scope)
         for q in (target, versus):
-            if q is not None and q not in labels:
-                raise ValueError(f"unknown queue {q!r}; the model routes to {labels}")
+            if q is not None and q not in self.router.labels:
+                raise ValueError(f"unknown queue {q!r}; the model routes to {self.router.labels}")
+        keys = [(t, target, versus, scope) for t in texts]
+        new = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        found = dict(zip(new, self._explain([k[0] for k in new], target, versus, scope, progress))) if new else {}
+        for k in keys:
+            if k in self._cache:
+                found[k] = self._cache[k]
+                self._cache.move_to_end(k)
+        for k in new:
+            self._cache[k] = found[k]
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return [found[k] for k in keys]
+
+    def _explain(self, texts: list[str], target: str | None, versus: str | None, scope: str, progress):
+        labels = self.router.labels
         self.model.eval()
         probs = self.router.predict_proba(texts)  # the served scores (fused where the model fuses) name the queue
-        parsed, jobs = [], []  # jobs: (text index, first token of the window, its ids, queue, sign)
+        parsed, jobs = [], []  # jobs: (text index, token positions of the window, queue, sign)
         for n, (text, p) in enumerate(zip(texts, probs)):
             words, _, ids, owner = self._words(text)
             t = labels.index(target) if target else int(p.argmax())
             parsed.append((words, ids, owner, t))
-            for start in range(0, max(len(ids), 1), self.window):
-                chunk = ids[start : start + self.window]
-                if not chunk:
-                    continue
-                jobs.append((n, start, chunk, t, 1.0))
+            for pos in self._windows(len(ids), scope):
+                jobs.append((n, pos, t, 1.0))
                 if versus is not None:
-                    jobs.append((n, start, chunk, labels.index(versus), -1.0))
-        attrs, deltas = self._attribute([j[2] for j in jobs], [j[3] for j in jobs]) if jobs else ([], np.zeros(0))
+                    jobs.append((n, pos, labels.index(versus), -1.0))
+        windows = [[parsed[n][1][i] for i in pos] for n, pos, *_ in jobs]
+        attrs, deltas = self._attribute(windows, [j[2] for j in jobs], progress) if jobs else ([], np.zeros(0))
         scores = [np.zeros(len(w)) for w, *_ in parsed]
         worst = np.zeros(len(texts))
-        for (n, start, chunk, _, sign), a, d in zip(jobs, attrs, deltas):
-            np.add.at(scores[n], parsed[n][2][start : start + len(chunk)], sign * a)
+        for (n, pos, _, sign), a, d in zip(jobs, attrs, deltas):
+            np.add.at(scores[n], parsed[n][2][pos], sign * a)
             worst[n] = max(worst[n], d)
         out = []
         for n, (text, p) in enumerate(zip(texts, probs)):
             words, ids, owner, t = parsed[n]
-            pred = int(p.argmax())
+            pred, seen = int(p.argmax()), np.ones(len(words), bool)
+            if len(ids) > self.window:  # a word is unseen when the model's cut drops all its tokens
+                seen[:] = False
+                seen[owner[self._kept(len(ids))]] = True
             out.append(
                 Explanation(
                     text,
                     words,
                     scores[n],
-                    self._seen(ids, len(words), owner),
+                    seen,
                     labels[t],
                     labels[pred],
                     float(p[pred]),
                     float(p[t]),
                     float(worst[n]),
-                    max(1, -(-len(ids) // self.window)),
+                    max(1, len(self._windows(len(ids), scope))),
                     versus,
+                    scope,
                 )
             )
         return out
 
-    def contrast(self, text: str, target: str, versus: str) -> Explanation:
+    def contrast(self, text: str, target: str, versus: str, scope: str | None = None) -> Explanation:
         "Why `target` rather than `versus`: the difference of the two queues' word attributions."
-        return self.explain([text], target=target, versus=versus)[0]
+        return self.explain([text], target=target, versus=versus, scope=scope)[0]
+
+
+def _check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}: one of {', '.join(SCOPES)}")
+    return scope
+
+# %% ../nbs/23_explain.ipynb #8e32a45a
+class ExplanationJobs:
+    """Explanations by `get_explainer()` computed on a background thread, their state shared through a `diskcache`
+    folder (a new temporary one by default): `submit` returns a job's key, `status(key)` its state. `model` names the
+    explainer's model in the keys; finished explanations are kept `keep_seconds`."""
+
+    def __init__(
+        self,
+        get_explainer,
+        folder=None,
+        model: str = "",
+        stale_seconds: float = 120.0,
+        keep_seconds: float = 3600.0,
+        size_mb: int = 256,
+    ):
+        import tempfile
+
+        from diskcache import Cache
+
+        self.get_explainer, self.model = get_explainer, model
+        self.stale_seconds, self.keep_seconds = stale_seconds, keep_seconds
+        self.folder = str(folder or tempfile.mkdtemp(prefix="emailrouter-explanations-"))
+        self.store = Cache(self.folder, size_limit=size_mb * 2**20)
+        self._pool, self._pid = None, None
+
+    def key(self, text: str, versus: str | None = None, scope: str = "read") -> str:
+        return hashlib.sha256(json.dumps([self.model, text, versus, scope]).encode()).hexdigest()
+
+    def submit(self, text: str, versus: str | None = None, scope: str = "read") -> str:
+        "Start explaining `text` unless it is explained or under way (here or in another process); its key."
+        k, now = self.key(text, versus, _check_scope(scope)), time.time()
+        st = self.store.get(k)
+        if st is not None and st["state"] == "running" and now - st["at"] > self.stale_seconds:
+            self.store.delete(k)  # its process died (or hangs): start again
+        if self.store.add(k, {"state": "running", "done": 0, "total": 0, "at": now}):  # atomic: one process wins
+            self._thread().submit(self._run, k, text, versus, scope)
+        return k
+
+    def warm(self) -> None:
+        "Load the explainer on the background thread now (a page about to ask for explanations calls this)."
+        self._thread().submit(self.get_explainer)
+
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():  # a forked worker has none of its parent's threads
+            self._pool, self._pid = ThreadPoolExecutor(1, thread_name_prefix="explain"), os.getpid()
+        return self._pool
+
+    def _run(self, k: str, text: str, versus: str | None, scope: str) -> None:
+        def progress(done, total):
+            self.store.set(k, {"state": "running", "done": done, "total": total, "at": time.time()})
+
+        try:
+            ex = self.get_explainer()
+            e = ex.explain(
+                [text], versus=versus if versus in ex.router.labels else None, scope=scope, progress=progress
+            )
+            probs = ex.router.predict_proba([text])[0]
+            done = {"state": "done", "explanation": e[0], "probs": probs, "labels": ex.router.labels}
+            self.store.set(k, done, expire=self.keep_seconds)
+        except Exception as err:  # said on the page; the text is not logged
+            log.warning("explanation failed: %s", type(err).__name__)
+            self.store.set(k, {"state": "failed", "error": type(err).__name__, "at": time.time()}, expire=60)
+
+    def status(self, key: str) -> dict | None:
+        """The job's state: `{"state": "running", "done", "total"}`, `{"state": "done", "explanation", "probs",
+        "labels"}`, `{"state": "failed", "error"}` (a job that stopped moving: "stalled"), or None for an unknown
+        key."""
+        st = self.store.get(key)
+        if st is not None and st["state"] == "running" and time.time() - st["at"] > self.stale_seconds:
+            return {"state": "failed", "error": "stalled"}  # its process died or hangs: `submit` starts it again
+        return st
 
 # %% ../nbs/23_explain.ipynb #6a44cab9
 def _probs(router: EmailRouter, texts: list[str]) -> np.ndarray:

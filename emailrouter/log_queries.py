@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'FREQS', 'LOG_COLUMNS', 'LogFilter', 'with_feedback', 'period_expr', 'seconds_between', 'log_counts',
            'quantiles', 'scores_from_counts', 'period_scores_sql', 'feedback_pairs', 'queue_scores_sql',
-           'confusion_sql', 'estimate_sql', 'sample_log', 'log_span', 'window_cut', 'drift_windows', 'prune_text']
+           'confusion_sql', 'estimate_sql', 'sample_log', 'log_span', 'window_cut', 'drift_windows', 'prune_text',
+           'repair_latest_feedback']
 
 # %% ../nbs/31_log_queries.ipynb #dd9de186
 P, F = PredictionRow.__table__, FeedbackRow.__table__  # the answers and the agents' corrections
@@ -39,8 +40,8 @@ class LogFilter:
     queues: tuple[str, ...] = ()
     version: str | None = None
 
-    def clauses(self, feedback=F) -> list:
-        "The WHERE clauses over the predictions and their latest feedback (`feedback`)."
+    def clauses(self) -> list:
+        "The WHERE clauses over the predictions (their latest correction is on the row)."
         w = []
         if self.since is not None:
             w.append(P.c.created_at >= self.since)
@@ -53,17 +54,10 @@ class LogFilter:
         if self.end:
             w.append(P.c.created_at < (pd.Timestamp(self.end) + pd.Timedelta(days=1)).to_pydatetime())
         if self.queues:
-            w.append(sa.or_(P.c.queue.in_(self.queues), feedback.c.true_queue.in_(self.queues)))
+            w.append(sa.or_(P.c.queue.in_(self.queues), P.c.feedback_queue.in_(self.queues)))
         if self.version:
             w.append(P.c.model_version == str(self.version))
         return w
-
-    def lower_bound(self) -> datetime | None:
-        "The earliest answer time the filter admits, if it has one."
-        bounds = [
-            b for b in (self.since, self.after, pd.Timestamp(self.start) if self.start else None) if b is not None
-        ]
-        return max(pd.Timestamp(b) for b in bounds).to_pydatetime() if bounds else None
 
     def apply(self, df: pd.DataFrame) -> pd.DataFrame:
         "The same selection of a `read_log` frame, in memory."
@@ -85,21 +79,10 @@ class LogFilter:
         return df[m]
 
 
-def with_feedback(few: bool = False, flt: LogFilter | None = None):
-    """Predictions joined to their latest feedback (the feedback table's columns are null where there is none). For
-    aggregates over many rows the latest ids are grouped once and hash-joined, only over the feedback that can belong
-    to the answers `flt` selects (feedback comes after its answer; a day's margin for clocks); `few` looks each one up
-    by index instead, which is faster when only a few rows are read (a sample)."""
-    if few:
-        F2 = F.alias("f2")
-        latest = sa.select(sa.func.max(F2.c.id)).where(F2.c.request_id == P.c.request_id).scalar_subquery()
-        return P.outerjoin(F, F.c.id == latest)
-    grouped = sa.select(F.c.request_id, sa.func.max(F.c.id).label("fid"))
-    lower = flt.lower_bound() if flt is not None else None
-    if lower is not None:
-        grouped = grouped.where(F.c.created_at >= lower - timedelta(days=1))
-    latest = grouped.group_by(F.c.request_id).subquery("latest")
-    return P.outerjoin(latest, latest.c.request_id == P.c.request_id).outerjoin(F, F.c.id == latest.c.fid)
+def with_feedback():
+    """Predictions joined to their latest feedback (the feedback table's columns are null where there is none): the
+    correction each answer points at, by primary key."""
+    return P.outerjoin(F, F.c.id == P.c.feedback_id)
 
 # %% ../nbs/31_log_queries.ipynb #5a5a9e0b
 FREQS = {"min": "minute", "h": "hour", "D": "day", "W": "week (Monday to Sunday, labelled by its Sunday)"}
@@ -152,14 +135,14 @@ def log_counts(conn, flt: LogFilter = LogFilter(), freq: str | None = None, by: 
     """Answers counted by period (with `freq`), `by` (a prediction column, e.g. model_version), predicted queue and
     agents' queue (null: no feedback): `n`, `auto` (routed automatically), `score_sum`, `score_sq` (sum of squared
     scores). Every production score is computed from this small table."""
-    keys = [*_periods(flt, freq, conn.dialect.name), *([P.c[by].label(by)] if by else []), P.c.queue, F.c.true_queue]
+    keys = [*_periods(flt, freq, conn.dialect.name), *([P.c[by].label(by)] if by else []), P.c.queue]
+    keys.append(P.c.feedback_queue.label("true_queue"))  # the latest correction, kept on the answer's row
     inner = (
         sa.select(
             *keys,
             sa.case((P.c.route == P.c.queue, 1), else_=0).label("auto"),
             P.c.score,
         )
-        .select_from(with_feedback(flt=flt))
         .where(*flt.clauses())
         .subquery()
     )
@@ -194,7 +177,7 @@ def quantiles(
     keys = [*_periods(flt, freq, conn.dialect.name), *([P.c[by].label(by)] if by else [])]
     inner = (
         sa.select(*keys, value.label("v"))
-        .select_from(with_feedback(flt=flt))
+        .select_from(with_feedback())
         .where(*flt.clauses(), value.is_not(None), *where)
         .subquery()
     )
@@ -348,7 +331,7 @@ def estimate_sql(
     if n <= 5000:
         q = (
             sa.select(P.c.score, P.c.queue, F.c.true_queue)
-            .select_from(with_feedback(flt=flt))
+            .select_from(with_feedback())
             .where(*flt.clauses())
             .order_by(P.c.id)
         )
@@ -386,7 +369,8 @@ LOG_COLUMNS = (
 def sample_log(conn, flt: LogFilter = LogFilter(), n: int = 20_000, where=(), with_text: bool = False, seed: int = 0):
     """At most `n` logged answers drawn uniformly from those `flt` and `where` select, with their latest feedback, in
     `read_log`'s columns; read by primary key, so a sample of a large log costs about as much as a small one."""
-    base = sa.select(sa.func.count(), sa.func.min(P.c.id), sa.func.max(P.c.id)).select_from(with_feedback(flt=flt))
+    # joined for `where` clauses over the feedback; PostgreSQL, SQLite and MariaDB drop it where nothing reads it
+    base = sa.select(sa.func.count(), sa.func.min(P.c.id), sa.func.max(P.c.id)).select_from(with_feedback())
     count, lo, hi = conn.execute(base.where(*flt.clauses(), *where)).one()
     cols = (
         [P.c[c] for c in LOG_COLUMNS]
@@ -396,7 +380,7 @@ def sample_log(conn, flt: LogFilter = LogFilter(), n: int = 20_000, where=(), wi
             F.c.created_at.label("feedback_at"),
         ]
     )
-    q = sa.select(*cols).select_from(with_feedback(few=True)).where(*flt.clauses(), *where)
+    q = sa.select(*cols).select_from(with_feedback()).where(*flt.clauses(), *where)
     rng = np.random.default_rng(seed)
     names = [c.name for c in cols]
     if count <= n:
@@ -408,11 +392,8 @@ def sample_log(conn, flt: LogFilter = LogFilter(), n: int = 20_000, where=(), wi
                 rng.choice(np.arange(lo, hi + 1), size=min(span, int(n * span / count * 1.2) + 10), replace=False)
             )
         else:  # a selective filter: read the selected ids (integers only), draw from them
-            ids = np.array(
-                conn.execute(sa.select(P.c.id).select_from(with_feedback(flt=flt)).where(*flt.clauses(), *where))
-                .scalars()
-                .all()
-            )
+            ids = sa.select(P.c.id).select_from(with_feedback()).where(*flt.clauses(), *where)
+            ids = np.array(conn.execute(ids).scalars().all())
             ids = np.sort(rng.choice(ids, size=n, replace=False))
         parts = [
             pd.DataFrame(conn.execute(q.where(P.c.id.in_([int(i) for i in chunk]))).mappings().all(), columns=names)
@@ -432,7 +413,6 @@ def log_span(conn, flt: LogFilter = LogFilter()) -> tuple[int, datetime | None, 
     "How many answers `flt` selects, the first's and the last's time."
     ts = P.c.created_at
     q = sa.select(sa.func.count(), sa.func.min(ts), sa.func.max(ts))
-    q = q.select_from(with_feedback(flt=flt)) if flt.queues else q  # only a queue filter needs the feedback
     count, first, last = conn.execute(q.where(*flt.clauses())).one()
     return (
         int(count),
@@ -450,14 +430,7 @@ def window_cut(conn, flt: LogFilter = LogFilter(), current: timedelta = timedelt
     cut = last - current
     if first > cut:  # a log younger than `current`: its second half against its first
         ts = P.c.created_at
-        q = (
-            sa.select(ts)
-            .select_from(with_feedback(flt=flt))
-            .where(*flt.clauses())
-            .order_by(ts)
-            .offset(count // 2)
-            .limit(1)
-        )
+        q = sa.select(ts).where(*flt.clauses()).order_by(ts).offset(count // 2).limit(1)
         cut = conn.execute(q).scalar()
     return pd.Timestamp(cut).to_pydatetime()
 
@@ -508,3 +481,22 @@ def prune_text(engine: sa.Engine, keep_days: int, now: datetime | None = None, b
             conn.execute(P.update().where(P.c.id.in_(ids)).values(text=None))
         done += len(ids)
         log.info("pruned the text of %d answers older than %s", done, cut)
+
+# %% ../nbs/31_log_queries.ipynb #43132b26
+def repair_latest_feedback(engine: sa.Engine, since: datetime, batch: int = 5000) -> int:
+    """Set the latest correction (`feedback_id`, `feedback_queue`) of the answers logged since `since` wherever it
+    differs from the feedback table's; returns how many answers were fixed."""
+    latest = sa.select(sa.func.max(F.c.id)).where(F.c.request_id == P.c.request_id).scalar_subquery()
+    wrong = sa.and_(
+        P.c.created_at >= since, latest.is_not(None), sa.or_(P.c.feedback_id.is_(None), P.c.feedback_id != latest)
+    )
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(P.c.id).where(wrong)).scalars().all()
+    for at in range(0, len(ids), batch):
+        with engine.begin() as conn:
+            conn.execute(P.update().where(P.c.id.in_(ids[at : at + batch])).values(feedback_id=latest))
+            queue = sa.select(F.c.true_queue).where(F.c.id == P.c.feedback_id).scalar_subquery()
+            conn.execute(P.update().where(P.c.id.in_(ids[at : at + batch])).values(feedback_queue=queue))
+    if ids:
+        log.info("fixed the latest correction of %d answers logged since %s", len(ids), since)
+    return len(ids)

@@ -70,6 +70,9 @@ class PredictionRow(Base):
     queue_set: Mapped[str | None] = mapped_column(
         sa.String(16)
     )  # er_queue_sets.id: the queues of the model that answered
+    # the latest correction (er_feedback.id, its queue), kept by the database's triggers as feedback arrives (r0005)
+    feedback_id: Mapped[int | None] = mapped_column(sa.Integer)
+    feedback_queue: Mapped[str | None] = mapped_column(sa.String(100))
 
 
 class FeedbackRow(Base):

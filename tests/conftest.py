@@ -152,6 +152,20 @@ _STARTS_A_PROCESS = re.compile(
 )
 
 
+BACKGROUND = {}  # work started when the tests are chosen, for the fixtures that need it: name -> Future
+
+
+def pytest_collection_finish(session):
+    "Where the inference-install tests will run, their fresh virtual environment is built beside the other tests."
+    if any(getattr(item.module, "__name__", "") == "test_inference_install" for item in session.items):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from test_inference_install import build_inference_env
+
+        root = session.config._tmp_path_factory.mktemp("inference-venv")
+        BACKGROUND["inference_env"] = ThreadPoolExecutor(1, thread_name_prefix="venv").submit(build_inference_env, root)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         names = set(getattr(item, "fixturenames", ()))

@@ -26,10 +26,8 @@ def _size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 2**20
 
 
-@pytest.fixture(scope="session")
-def inference_env(tmp_path_factory):
-    "A fresh venv with `pip install <checkout>` and nothing else; its bin folder."
-    root = tmp_path_factory.mktemp("inference-venv")
+def build_inference_env(root: Path) -> Path:
+    "A fresh venv in `root` with `pip install <checkout>` and nothing else; its bin folder (or the pip error)."
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
     pip = subprocess.run(
         [str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(REPO)],
@@ -38,13 +36,27 @@ def inference_env(tmp_path_factory):
         timeout=900,
     )
     if pip.returncode != 0:
-        pytest.fail(f"the inference install failed:\n{pip.stderr[-3000:]}")
+        raise RuntimeError(f"the inference install failed:\n{pip.stderr[-3000:]}")
+    return root / "bin"
+
+
+@pytest.fixture(scope="session")
+def inference_env(tmp_path_factory):
+    """The inference environment's bin folder: built while the other tests ran where conftest started it (a minute of
+    pip, mostly waiting on the network and disk), else now."""
+    import conftest
+
+    started = conftest.BACKGROUND.get("inference_env")
+    try:
+        bin_dir = started.result() if started else build_inference_env(tmp_path_factory.mktemp("inference-venv"))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # pip failed, or venv, or a timeout
+        pytest.fail(f"the inference environment could not be built: {e}")
     log.info(
         "inference install: %.0f MiB (this environment, with every extra: %.0f MiB)",
-        _size_mb(root),
+        _size_mb(bin_dir.parent),
         _size_mb(Path(sys.prefix)),
     )
-    return root / "bin"
+    return bin_dir
 
 
 def run(bin_dir: Path, *args, cwd, env=None):

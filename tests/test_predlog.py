@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import httpx
 import pytest
@@ -14,7 +15,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import server_database
 
-from emailrouter.predlog import Base, PredictionLog, log_engine, migrate, prediction_row, read_log, record_feedback
+from emailrouter.predlog import (
+    Base,
+    FeedbackRow,
+    PredictionLog,
+    PredictionRow,
+    log_engine,
+    migrate,
+    prediction_row,
+    read_log,
+    record_feedback,
+)
 from emailrouter.testing import TcpProxy, free_port
 
 ANSWER = {"queue": "regning", "score": 0.8, "route": "regning", "top_k": [{"queue": "regning", "score": 0.8}]}
@@ -53,10 +64,32 @@ def count(url):
 
 def test_schema_is_the_models(log_url):
     engine = log_engine(log_url)
-    assert migrate(engine) == "0004" and migrate(engine) == "0004"
+    assert migrate(engine) == "0005" and migrate(engine) == "0005"
     with engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
     engine.dispose()
+
+
+def test_each_answer_carries_its_latest_correction(log_url):
+    """The database's triggers keep every answer's latest correction on its row: feedback after the answer, several
+    corrections (the latest wins), feedback stored before its answer reached the log, ids differing only in case."""
+    engine = log_engine(log_url)
+    migrate(engine)
+    P, F = PredictionRow.__table__, FeedbackRow.__table__
+    now = datetime(2026, 3, 2)
+    row = dict(created_at=now, queue="a", score=0.5, route="a", top_k="[]", latency_ms=1.0, n_chars=1, text_sha256="")
+    fb = lambda rid, q: {"request_id": rid, "true_queue": q, "source": "agent", "created_at": now}
+    with engine.begin() as c:
+        c.execute(P.insert(), [{**row, "request_id": r} for r in ("one", "ONE", "none")])
+        c.execute(F.insert(), [fb("one", "b"), fb("one", "c"), fb("early", "d"), fb("early", "e")])
+        c.execute(P.insert(), {**row, "request_id": "early"})
+        c.execute(F.insert(), fb("ONE", "f"))
+    with engine.connect() as c:
+        got = {r.request_id: (r.feedback_queue, r.feedback_id) for r in c.execute(sa.select(P))}
+        latest = dict(c.execute(sa.select(F.c.request_id, sa.func.max(F.c.id)).group_by(F.c.request_id)).all())
+    engine.dispose()
+    assert {k: q for k, (q, _) in got.items()} == {"one": "c", "ONE": "f", "none": None, "early": "e"}
+    assert {k: i for k, (_, i) in got.items() if i is not None} == latest
 
 
 def test_write_feedback_and_read(log_url):
